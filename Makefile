@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up, generate the embedded data, execute every notebook into outputs/
+#   make test   set up, run all tests (notebooks included, in quick mode)
+# `make run QUICK=1` runs the same notebooks on fewer images and epochs.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+QUICK ?= 0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup data run test lab bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+data: setup
+	QUICK=$(QUICK) $(PY) -c "from helpers.generate import ensure_dataset; [print(ensure_dataset(p)) for p in ('fashion', 'scenes')]"
+
+run: data
+	QUICK=$(QUICK) $(PY) tools/run_notebooks.py
+
+test: setup
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+clean:
+	rm -rf outputs
