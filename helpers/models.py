@@ -1,0 +1,602 @@
+"""Model builders: the pixel MLP, SmallVGGNet, and ResNet50 / VGG16 transfer models.
+
+Every model takes images as the pipeline yields them (float32 RGB in [0, 1]) and does any
+further preprocessing inside itself, so one pipeline feeds them all and a saved model
+carries its own preprocessing.
+
+The output layer is the only thing that changes with the task:
+
+- multi-label: ``final_activation="sigmoid"`` (each label is its own yes/no question),
+- multi-class: ``final_activation="softmax"`` (exactly one label per image).
+"""
+import os
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+FINAL_ACTIVATIONS = ("sigmoid", "softmax", "linear", None)
+
+# File names Keras uses in its cache (``~/.keras/models`` or ``$KERAS_HOME/models``).
+IMAGENET_WEIGHT_FILES = {
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+IMAGENET_WEIGHT_URLS = {
+    "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+    + IMAGENET_WEIGHT_FILES["resnet50"],
+    "vgg16": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+    + IMAGENET_WEIGHT_FILES["vgg16"],
+}
+# Channel means of ImageNet in B, G, R order, as used by Caffe-trained ResNet50 and VGG16.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+# Keras' default momentum (0.99) needs several hundred steps before BatchNormalization's
+# moving statistics match the batches; on a few thousand images that is most of a run, and
+# predictions (which use the moving statistics) drift far from training-mode outputs.
+BATCH_NORM_MOMENTUM = 0.9
+MIN_INPUT_SIZE = 32
+
+
+def _check_common(input_shape, n_classes, final_activation):
+    input_shape = tuple(int(size) for size in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(
+            f"input_shape must be (height, width, channels), got {input_shape!r}"
+        )
+    if not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    if final_activation not in FINAL_ACTIVATIONS:
+        raise ValueError(
+            f"final_activation must be one of {FINAL_ACTIVATIONS}, got {final_activation!r}"
+        )
+    return input_shape
+
+
+def _set_output_bias(dense, output_bias, n_classes):
+    if output_bias is None:
+        return
+    bias = np.asarray(output_bias, dtype="float32").reshape(-1)
+    if bias.size == 1:
+        bias = np.full(n_classes, bias.item(), dtype="float32")
+    if bias.shape != (n_classes,):
+        raise ValueError(
+            f"output_bias must have one value per class ({n_classes}), got {bias.size}"
+        )
+    dense.bias.assign(bias)
+
+
+def build_mlp(input_shape=(32, 32, 3), n_classes=3, final_activation="softmax"):
+    """Build the flattened-pixel baseline: Flatten → Dense 1024 → Dense 512 → output.
+
+    Parameters
+    ----------
+    input_shape : tuple
+        (height, width, channels) of the input images.
+    n_classes : int
+        Number of output units, one per label.
+    final_activation : str
+        ``"softmax"`` for multi-class (as in the original), ``"sigmoid"`` for multi-label.
+
+    Returns
+    -------
+    keras.Model named ``"mlp"``.
+    """
+    input_shape = _check_common(input_shape, n_classes, final_activation)
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape, name="image"),
+            layers.Flatten(),
+            layers.Dense(1024, activation="sigmoid"),
+            layers.Dense(512, activation="sigmoid"),
+            layers.Dense(n_classes, activation=final_activation, name="predictions"),
+        ],
+        name="mlp",
+    )
+
+
+def _conv_block(model, filters, n_convs, dropout=0.25):
+    for _ in range(n_convs):
+        model.add(layers.Conv2D(filters, (3, 3), padding="same"))
+        model.add(layers.Activation("relu"))
+        model.add(layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM))
+    model.add(layers.MaxPooling2D(pool_size=(2, 2)))
+    model.add(layers.Dropout(dropout))
+
+
+def build_smallvggnet(
+    input_shape=(64, 64, 3), n_classes=3, final_activation="sigmoid", output_bias=None
+):
+    """Build SmallVGGNet: three VGG-style blocks (32, 64x2, 128x3 filters) and a Dense 512 head.
+
+    Parameters
+    ----------
+    input_shape : tuple
+        (height, width, channels); each side must be at least 8 (three 2x2 poolings).
+    n_classes : int
+        Number of output units, one per label.
+    final_activation : str
+        ``"sigmoid"`` for multi-label, ``"softmax"`` for multi-class.
+    output_bias : float or array-like of length n_classes, optional
+        Initial bias of the output layer, e.g. ``helpers.imbalance.prior_bias(y)`` so the
+        first predictions already match the label frequencies.
+
+    Returns
+    -------
+    keras.Model named ``"smallvggnet"``.
+    """
+    input_shape = _check_common(input_shape, n_classes, final_activation)
+    if min(input_shape[:2]) < 8:
+        raise ValueError(f"SmallVGGNet needs images of at least 8x8, got {input_shape}")
+    model = keras.Sequential(name="smallvggnet")
+    model.add(keras.Input(shape=input_shape, name="image"))
+    _conv_block(model, 32, n_convs=1)
+    _conv_block(model, 64, n_convs=2)
+    _conv_block(model, 128, n_convs=3)
+    model.add(layers.Flatten())
+    model.add(layers.Dense(512))
+    model.add(layers.Activation("relu"))
+    model.add(layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM))
+    model.add(layers.Dropout(0.5))
+    output = layers.Dense(n_classes, activation=final_activation, name="predictions")
+    model.add(output)
+    _set_output_bias(output, output_bias, n_classes)
+    return model
+
+
+@keras.saving.register_keras_serializable(package="helpers")
+class ImageNetPreprocessing(layers.Layer):
+    """Turn [0, 1] RGB images into what Caffe-trained ImageNet models expect.
+
+    Same result as ``keras.applications.resnet50.preprocess_input(x * 255)``: scale to
+    0-255, reorder RGB → BGR, subtract the ImageNet channel means. Being a layer, it is
+    saved with the model, and a saved model loads in safe mode (no Lambda layer).
+    """
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(inputs * 255.0, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=bgr.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def imagenet_cache_paths(architecture):
+    """List the places where Keras keeps downloaded ImageNet weights for ``architecture``.
+
+    Parameters
+    ----------
+    architecture : str
+        ``"resnet50"`` or ``"vgg16"``.
+
+    Returns
+    -------
+    list of Path, most specific first (``$KERAS_HOME``, ``~/.keras``, ``/tmp/.keras``).
+    """
+    file_name = IMAGENET_WEIGHT_FILES[architecture]
+    homes = []
+    if os.environ.get("KERAS_HOME"):
+        homes.append(Path(os.environ["KERAS_HOME"]))
+    homes.append(Path.home() / ".keras")
+    homes.append(Path("/tmp/.keras"))
+    paths = []
+    for home in homes:
+        path = home.expanduser() / "models" / file_name
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+def resolve_weights(weights, architecture):
+    """Turn a ``weights`` argument into a local file or ``None``, never downloading.
+
+    Parameters
+    ----------
+    weights : None, str or Path
+        ``None`` (random start), ``"imagenet"`` (use the file only if it is already in the
+        Keras cache) or the path to a ``.h5`` / ``.weights.h5`` file for the base without
+        its top.
+    architecture : str
+        ``"resnet50"`` or ``"vgg16"``.
+
+    Returns
+    -------
+    (str or None, str): the path to load (or None) and a short description for metadata.
+    """
+    if weights is None:
+        return None, "none (random initialisation)"
+    if str(weights) == "imagenet":
+        for path in imagenet_cache_paths(architecture):
+            if path.is_file():
+                return str(path), f"imagenet ({path})"
+        expected = imagenet_cache_paths(architecture)[0]
+        warnings.warn(
+            f"ImageNet weights for {architecture} are not in the Keras cache, so the model "
+            f"starts from random weights (nothing is downloaded). To use them, download "
+            f"{IMAGENET_WEIGHT_URLS[architecture]} on a machine with internet access and "
+            f"copy it to {expected} (or pass weights=<path to the file>).",
+            stacklevel=3,
+        )
+        return None, "none (imagenet requested but not cached)"
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(
+            f"weights must be None, 'imagenet' or an existing weights file; "
+            f"file not found: {path}"
+        )
+    if not path.name.endswith(".h5"):
+        raise ValueError(f"weights file must end in .h5 or .weights.h5, got {path.name}")
+    return str(path), f"file ({path})"
+
+
+def _freeze(base, trainable_layers=0):
+    """Freeze ``base`` except its top ``trainable_layers`` layers; BatchNorm stays frozen."""
+    base.trainable = True
+    body = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if trainable_layers < 0 or trainable_layers > len(body):
+        raise ValueError(
+            f"trainable_layers must be between 0 and {len(body)} for {base.name}, "
+            f"got {trainable_layers}"
+        )
+    cut = len(body) - trainable_layers
+    for index, layer in enumerate(body):
+        layer.trainable = index >= cut and not isinstance(layer, layers.BatchNormalization)
+    if trainable_layers == 0:
+        base.trainable = False
+
+
+def unfreeze_top(model, trainable_layers, base_name=None):
+    """Unfreeze the top ``trainable_layers`` layers of the pretrained base inside ``model``.
+
+    BatchNormalization layers stay frozen and the base runs in inference mode (it was
+    called with ``training=False``), so fine-tuning does not disturb their statistics.
+    Recompile the model afterwards (with a small learning rate).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model from ``build_resnet50``, ``build_vgg16`` or ``attach_head``.
+    trainable_layers : int
+        How many of the base's top layers to train (0 = keep the whole base frozen).
+    base_name : str, optional
+        Name of the nested base model; found automatically when omitted.
+
+    Returns
+    -------
+    The same model (changed in place).
+    """
+    base = _find_base(model, base_name)
+    _freeze(base, trainable_layers)
+    return model
+
+
+def _find_base(model, base_name=None):
+    names = [base_name] if base_name else list(IMAGENET_WEIGHT_FILES)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if layer.name in names:
+                return layer
+            try:
+                return _find_base(layer, base_name)
+            except ValueError:
+                pass
+    raise ValueError(
+        f"model {model.name!r} holds no pretrained base named "
+        f"{base_name or ' or '.join(names)}"
+    )
+
+
+def _applications_base(architecture, input_shape, weights_path, pooling):
+    if min(input_shape[:2]) < MIN_INPUT_SIZE or input_shape[2] != 3:
+        raise ValueError(
+            f"{architecture} needs RGB images of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, "
+            f"got input_shape={input_shape}"
+        )
+    application = {
+        "resnet50": keras.applications.ResNet50,
+        "vgg16": keras.applications.VGG16,
+    }[architecture]
+    # weights=None, then load_weights: Keras never gets the chance to download anything.
+    base = application(
+        include_top=False, weights=None, input_shape=input_shape, pooling=pooling
+    )
+    base.name = architecture
+    if weights_path is not None:
+        base.load_weights(weights_path)
+    return base
+
+
+def build_feature_extractor(
+    architecture="resnet50", input_shape=(64, 64, 3), weights=None, pooling="avg"
+):
+    """Build a frozen pretrained base (with its preprocessing) that maps images to features.
+
+    Run it once over the data with ``extract_features`` and train a small head from
+    ``build_head`` on the cached features: on a CPU that is far faster than pushing every
+    image through the base at every epoch. ``attach_head`` joins both for fine-tuning.
+
+    Parameters
+    ----------
+    architecture : str
+        ``"resnet50"`` (pooling ``"avg"`` → 2048 features) or ``"vgg16"``
+        (``pooling=None`` keeps the feature map, as the VGG16 head flattens it).
+    input_shape : tuple
+        (height, width, 3), each side at least 32.
+    weights : None, "imagenet" or path
+        See ``resolve_weights``; ``"imagenet"`` is used only when already cached.
+    pooling : str or None
+        Passed to ``keras.applications``.
+
+    Returns
+    -------
+    keras.Model named ``f"{architecture}_features"``, frozen, with ``weights_source`` set.
+    """
+    if architecture not in IMAGENET_WEIGHT_FILES:
+        raise ValueError(
+            f"architecture must be one of {sorted(IMAGENET_WEIGHT_FILES)}, got {architecture!r}"
+        )
+    input_shape = _check_common(input_shape, 1, None)
+    weights_path, weights_source = resolve_weights(weights, architecture)
+    base = _applications_base(architecture, input_shape, weights_path, pooling)
+    base.trainable = False
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = ImageNetPreprocessing(name="imagenet_preprocessing")(inputs)
+    features = base(x, training=False)
+    extractor = keras.Model(inputs, features, name=f"{architecture}_features")
+    extractor.weights_source = weights_source
+    return extractor
+
+
+def extract_features(extractor, dataset, verbose=0):
+    """Run ``extractor`` over a labelled ``tf.data`` dataset and return the features in memory.
+
+    Parameters
+    ----------
+    extractor : keras.Model
+        Usually from ``build_feature_extractor``.
+    dataset : tf.data.Dataset
+        Yields ``(images, labels)`` batches; build it with ``shuffle=False`` and no
+        augmentation so features and labels stay aligned and repeatable.
+    verbose : int
+        Passed to ``predict_on_batch`` progress (0 = silent).
+
+    Returns
+    -------
+    (features, labels): float32 arrays of shape (n, ...) and (n, n_classes).
+    """
+    features, labels = [], []
+    for step, batch in enumerate(dataset):
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("extract_features needs a dataset of (images, labels) batches")
+        images, batch_labels = batch[0], batch[1]
+        features.append(np.asarray(extractor.predict_on_batch(images)))
+        labels.append(np.asarray(batch_labels))
+        if verbose:
+            print(f"\rextracted {sum(len(f) for f in features)} images", end="")
+    if verbose:
+        print()
+    if not features:
+        raise ValueError("extract_features got an empty dataset")
+    return np.concatenate(features).astype("float32"), np.concatenate(labels).astype("float32")
+
+
+def build_head(
+    feature_shape, n_classes, final_activation="sigmoid", dropout=0.0, output_bias=None,
+    name="head",
+):
+    """Build the classification head that sits on pooled features (SOURCES A: one Dense layer).
+
+    Parameters
+    ----------
+    feature_shape : int or tuple
+        Shape of one feature vector, e.g. 2048 for ResNet50 with average pooling.
+    n_classes : int
+        Number of output units.
+    final_activation : str
+        ``"sigmoid"`` for multi-label, ``"softmax"`` for multi-class.
+    dropout : float
+        Dropout rate before the output layer (0 = none).
+    output_bias : float or array-like, optional
+        Initial output bias (see ``build_smallvggnet``).
+    name : str
+        Model name.
+
+    Returns
+    -------
+    keras.Model mapping features to probabilities.
+    """
+    if isinstance(feature_shape, (int, np.integer)):
+        feature_shape = (int(feature_shape),)
+    _check_common((1, 1, 1), n_classes, final_activation)
+    inputs = keras.Input(shape=tuple(feature_shape), name="features")
+    x = layers.Flatten()(inputs) if len(feature_shape) > 1 else inputs
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    output = layers.Dense(n_classes, activation=final_activation, name="predictions")
+    outputs = output(x)
+    _set_output_bias(output, output_bias, n_classes)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def attach_head(extractor, head, name=None):
+    """Join a feature extractor and a (trained) head into one image → probabilities model.
+
+    Parameters
+    ----------
+    extractor : keras.Model
+        From ``build_feature_extractor``.
+    head : keras.Model
+        From ``build_head`` (its weights are kept, so train it on cached features first).
+    name : str, optional
+        Model name; defaults to the architecture (``"resnet50"``).
+
+    Returns
+    -------
+    keras.Model; unfreeze part of the base with ``unfreeze_top`` to fine-tune.
+    """
+    inputs = keras.Input(shape=extractor.input_shape[1:], name="image")
+    outputs = head(extractor(inputs, training=False))
+    architecture = extractor.name.replace("_features", "")
+    model = keras.Model(inputs, outputs, name=name or architecture)
+    model.weights_source = getattr(extractor, "weights_source", None)
+    return model
+
+
+def build_resnet50(
+    input_shape=(64, 64, 3), n_classes=20, weights=None, trainable_layers=0,
+    final_activation="sigmoid", output_bias=None, dropout=0.0,
+):
+    """Build ResNet50 (average pooling) with a Dense head; the base is frozen by default.
+
+    The model expects [0, 1] RGB images like every other model here; the Caffe-style
+    ImageNet preprocessing is its first layer. Nothing is downloaded: ``"imagenet"`` is
+    used only if the weights file is already cached, otherwise it falls back to random
+    weights with a warning that says where to put the file.
+
+    Parameters
+    ----------
+    input_shape : tuple
+        (height, width, 3), each side at least 32.
+    n_classes : int
+        Number of output units.
+    weights : None, "imagenet" or path
+        Starting weights of the base (without top).
+    trainable_layers : int
+        Unfreeze this many top layers of the base (BatchNorm stays frozen); 0 = frozen base.
+        Use a small learning rate when it is not 0.
+    final_activation : str
+        ``"sigmoid"`` for multi-label, ``"softmax"`` for multi-class.
+    output_bias : float or array-like, optional
+        Initial output bias.
+    dropout : float
+        Dropout before the output layer.
+
+    Returns
+    -------
+    keras.Model named ``"resnet50"`` (``model.weights_source`` says which weights were used).
+    """
+    extractor = build_feature_extractor("resnet50", input_shape, weights, pooling="avg")
+    head = build_head(
+        extractor.output_shape[1:], n_classes, final_activation, dropout, output_bias
+    )
+    model = attach_head(extractor, head, name="resnet50")
+    unfreeze_top(model, trainable_layers)
+    return model
+
+
+def build_vgg16(
+    input_shape=(64, 64, 3), n_classes=20, weights=None, frozen_layers=15,
+    final_activation="sigmoid", output_bias=None,
+):
+    """Build VGG16 with the SOURCES C top: Flatten → Dense 256 (he_normal) → BN → Dropout .5.
+
+    Parameters
+    ----------
+    input_shape : tuple
+        (height, width, 3), each side at least 32.
+    n_classes : int
+        Number of output units.
+    weights : None, "imagenet" or path
+        Starting weights of the base (see ``build_resnet50``).
+    frozen_layers : int
+        Freeze the first ``frozen_layers`` layers of VGG16 (15 = blocks 1-4, the input
+        counted as in the original; block 5 trains).
+    final_activation : str
+        ``"sigmoid"`` for multi-label (SOURCES E), ``"softmax"`` for multi-class (SOURCES C).
+    output_bias : float or array-like, optional
+        Initial output bias.
+
+    Returns
+    -------
+    keras.Model named ``"vgg16"``.
+    """
+    _check_common(input_shape, n_classes, final_activation)
+    extractor = build_feature_extractor("vgg16", input_shape, weights, pooling=None)
+    output = layers.Dense(n_classes, activation=final_activation, name="predictions")
+    head_inputs = keras.Input(shape=extractor.output_shape[1:], name="features")
+    x = layers.Flatten()(head_inputs)
+    x = layers.Dense(256, activation="relu", kernel_initializer="he_normal")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Dropout(0.5)(x)
+    head = keras.Model(head_inputs, output(x), name="head")
+    _set_output_bias(output, output_bias, n_classes)
+    model = attach_head(extractor, head, name="vgg16")
+    base = _find_base(model, "vgg16")
+    # Keras' VGG16 lists its input as layer 0, like the original's `model.layers[:15]`.
+    if not 0 <= frozen_layers <= len(base.layers):
+        raise ValueError(
+            f"frozen_layers must be between 0 and {len(base.layers)}, got {frozen_layers}"
+        )
+    _freeze(base, len(base.layers) - max(frozen_layers, 1))
+    return model
+
+
+BUILDERS = {
+    "mlp": build_mlp,
+    "smallvggnet": build_smallvggnet,
+    "resnet50": build_resnet50,
+    "vgg16": build_vgg16,
+}
+
+
+def build_model(name, input_shape, n_classes, final_activation="sigmoid", **options):
+    """Build one of the models in ``BUILDERS`` by name (what the CLI ``--model`` uses).
+
+    Parameters
+    ----------
+    name : str
+        ``"mlp"``, ``"smallvggnet"``, ``"resnet50"`` or ``"vgg16"``.
+    input_shape : tuple
+        (height, width, 3).
+    n_classes : int
+        Number of output units.
+    final_activation : str
+        ``"sigmoid"`` or ``"softmax"``.
+    **options
+        Passed to the builder (``weights``, ``trainable_layers``, ``output_bias``...).
+
+    Returns
+    -------
+    keras.Model
+    """
+    if name not in BUILDERS:
+        raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {name!r}")
+    return BUILDERS[name](
+        input_shape=input_shape, n_classes=n_classes, final_activation=final_activation,
+        **options,
+    )
+
+
+def describe_preprocessing(model):
+    """Describe what a model expects, for ``labels.json``.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    dict: json-able description of the input and of preprocessing done inside the model.
+    """
+    inside = []
+    for layer in _all_layers(model):
+        if isinstance(layer, ImageNetPreprocessing):
+            inside.append("imagenet caffe: x*255, RGB->BGR, minus ImageNet BGR mean")
+        elif isinstance(layer, layers.Rescaling):
+            inside.append(f"rescaling(scale={layer.scale}, offset={layer.offset})")
+    return {
+        "color_mode": "rgb",
+        "rescale": 1 / 255,
+        "input_range": [0.0, 1.0],
+        "resize": "bilinear",
+        "exif_transpose": True,
+        "in_model": inside,
+    }
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

@@ -1,0 +1,227 @@
+"""Tests for helpers.models: shapes, activations, freezing, offline weights, feature caching."""
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import models
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def _output_layer(model):
+    return next(layer for layer in _layers(model) if layer.name == "predictions")
+
+
+@pytest.fixture(autouse=True)
+def no_download(monkeypatch, tmp_path):
+    """Fail loudly if anything tries to fetch a file; point the Keras cache at an empty folder."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried to download {args} {kwargs}")
+
+    monkeypatch.setattr(keras.utils, "get_file", refuse)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", refuse)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(models, "imagenet_cache_paths",
+                        _cache_paths_under(tmp_path), raising=True)
+
+
+def _cache_paths_under(tmp_path):
+    def paths(architecture):
+        name = models.IMAGENET_WEIGHT_FILES[architecture]
+        return [tmp_path / "keras_home" / "models" / name, tmp_path / "home" / ".keras" / "models" / name]
+    return paths
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, n_classes, activation",
+    [
+        ("mlp", (16, 16, 3), 3, "softmax"),
+        ("mlp", (16, 16, 3), 5, "sigmoid"),
+        ("smallvggnet", (16, 16, 3), 4, "sigmoid"),
+        ("smallvggnet", (24, 16, 3), 3, "softmax"),
+        ("resnet50", (32, 32, 3), 6, "sigmoid"),
+        ("vgg16", (32, 32, 3), 3, "softmax"),
+    ],
+)
+def test_models_build_with_right_output(name, input_shape, n_classes, activation):
+    model = models.build_model(name, input_shape, n_classes, final_activation=activation)
+    assert model.name == name
+    assert model.input_shape == (None, *input_shape)
+    assert model.output_shape == (None, n_classes)
+    assert _output_layer(model).activation.__name__ == activation
+    images = np.random.default_rng(0).random((2, *input_shape)).astype("float32")
+    probabilities = keras.ops.convert_to_numpy(model(images))
+    assert probabilities.shape == (2, n_classes)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    if activation == "softmax":
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_smallvggnet_follows_the_source_architecture():
+    model = models.build_smallvggnet((64, 64, 3), 9)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [conv.filters for conv in convs] == [32, 64, 64, 128, 128, 128]
+    assert all(conv.kernel_size == (3, 3) and conv.padding == "same" for conv in convs)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 7
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers) == 3
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [0.25, 0.25, 0.25, 0.5]
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [512, 9]
+
+
+def test_mlp_follows_the_source_architecture():
+    model = models.build_mlp((32, 32, 3), 3)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [(layer.units, layer.activation.__name__) for layer in dense] == [
+        (1024, "sigmoid"), (512, "sigmoid"), (3, "softmax")
+    ]
+
+
+def test_output_bias_starts_at_the_given_values():
+    bias = np.log(np.array([0.1, 0.5, 0.9]) / (1 - np.array([0.1, 0.5, 0.9])))
+    model = models.build_smallvggnet((16, 16, 3), 3, output_bias=bias)
+    np.testing.assert_allclose(_output_layer(model).bias.numpy(), bias, rtol=1e-6)
+    with pytest.raises(ValueError, match="one value per class"):
+        models.build_smallvggnet((16, 16, 3), 3, output_bias=[0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: models.build_mlp((16, 16, 3), 0), "n_classes"),
+        (lambda: models.build_mlp((16, 16), 3), "input_shape"),
+        (lambda: models.build_smallvggnet((16, 16, 3), 3, final_activation="relu"), "final_activation"),
+        (lambda: models.build_smallvggnet((4, 4, 3), 3), "at least 8x8"),
+        (lambda: models.build_resnet50((16, 16, 3), 3), "at least 32x32"),
+        (lambda: models.build_model("alexnet", (32, 32, 3), 3), "model must be one of"),
+        (lambda: models.build_resnet50((32, 32, 3), 3, weights="missing.h5"), "file not found"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_resnet50_base_is_frozen_and_fine_tuning_keeps_batchnorm_frozen():
+    model = models.build_resnet50((32, 32, 3), 4)
+    base = model.get_layer("resnet50_features").get_layer("resnet50")
+    assert not base.trainable
+    head_weights = model.get_layer("head").trainable_weights
+    assert len(model.trainable_weights) == len(head_weights) == 2
+
+    models.unfreeze_top(model, 12)
+    body = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    top, rest = body[-12:], body[:-12]
+    assert all(not layer.trainable for layer in rest if layer.weights)
+    assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in top)
+    assert len(model.trainable_weights) > 2
+    with pytest.raises(ValueError, match="trainable_layers"):
+        models.unfreeze_top(model, 10_000)
+
+
+def test_vgg16_freezes_its_first_15_layers_and_has_the_source_head():
+    model = models.build_vgg16((32, 32, 3), 5)
+    base = model.get_layer("vgg16_features").get_layer("vgg16")
+    assert [layer.trainable for layer in base.layers[1:15]] == [False] * 14
+    assert all(layer.trainable for layer in base.layers[15:])
+    head = model.get_layer("head")
+    dense = [layer for layer in head.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense[0].units == 256 and dense[0].activation.__name__ == "relu"
+    assert isinstance(dense[0].kernel_initializer, keras.initializers.HeNormal)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in head.layers)
+    assert [layer.rate for layer in head.layers if isinstance(layer, keras.layers.Dropout)] == [0.5]
+
+
+@pytest.mark.parametrize("architecture", ["resnet50", "vgg16"])
+def test_imagenet_without_cached_file_warns_and_never_downloads(architecture):
+    with pytest.warns(UserWarning, match="not in the Keras cache.*nothing is downloaded") as caught:
+        model = models.build_model(architecture, (32, 32, 3), 3, weights="imagenet")
+    message = str(caught[0].message)
+    assert models.IMAGENET_WEIGHT_FILES[architecture] in message
+    assert "storage.googleapis.com" in message  # says where to get the file
+    assert model.weights_source.startswith("none")
+
+
+def test_imagenet_uses_a_cached_file(tmp_path):
+    cached = models.imagenet_cache_paths("resnet50")[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"placeholder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path, source = models.resolve_weights("imagenet", "resnet50")
+    assert path == str(cached) and source.startswith("imagenet")
+
+
+def test_resnet50_loads_a_local_weights_file(tmp_path):
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    # Same format as Keras' downloadable *_notop.h5 files.
+    reference = keras.applications.ResNet50(include_top=False, weights=None,
+                                            input_shape=(32, 32, 3), pooling="avg")
+    path = tmp_path / "resnet50_notop.h5"
+    with h5py.File(path, "w") as stream:
+        legacy_h5_format.save_weights_to_hdf5_group(stream, reference)
+    model = models.build_resnet50((32, 32, 3), 2, weights=path)
+    base = model.get_layer("resnet50_features").get_layer("resnet50")
+    for loaded, expected in zip(base.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(loaded, expected)
+    assert model.weights_source.startswith("file")
+
+
+def test_imagenet_preprocessing_layer_matches_keras_preprocess_input():
+    images = np.random.default_rng(1).random((2, 8, 8, 3)).astype("float32")
+    expected = keras.applications.resnet50.preprocess_input(images * 255.0)
+    np.testing.assert_allclose(models.ImageNetPreprocessing()(images), expected, atol=1e-4)
+    described = models.describe_preprocessing(models.build_resnet50((32, 32, 3), 2))
+    assert described["input_range"] == [0.0, 1.0] and "caffe" in described["in_model"][0]
+
+
+def test_cached_features_and_head_give_the_same_model(tmp_path):
+    rng = np.random.default_rng(2)
+    images = rng.random((6, 32, 32, 3)).astype("float32")
+    labels = (rng.random((6, 3)) > 0.5).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+
+    extractor = models.build_feature_extractor("resnet50", (32, 32, 3))
+    features, cached_labels = models.extract_features(extractor, dataset)
+    assert features.shape == (6, 2048)
+    np.testing.assert_array_equal(cached_labels, labels)
+
+    head = models.build_head(features.shape[1:], 3, dropout=0.2)
+    full = models.attach_head(extractor, head)
+    assert full.name == "resnet50" and full.output_shape == (None, 3)
+    # Eager calls: tracing a predict function for ResNet50 costs more than the test itself.
+    np.testing.assert_allclose(full(images), head(features), atol=1e-5)
+
+    path = tmp_path / "full.keras"
+    full.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_allclose(loaded(images), full(images), atol=1e-6)
+
+
+def test_extract_features_needs_labelled_batches():
+    extractor = models.build_feature_extractor("resnet50", (32, 32, 3))
+    images_only = tf.data.Dataset.from_tensor_slices(np.zeros((2, 32, 32, 3), "float32")).batch(2)
+    with pytest.raises(ValueError, match="images, labels"):
+        models.extract_features(extractor, images_only)
+
+
+def test_keras_home_is_searched(monkeypatch, tmp_path):
+    monkeypatch.undo()  # use the real cache lookup
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "custom"))
+    paths = models.imagenet_cache_paths("vgg16")
+    assert paths[0] == tmp_path / "custom" / "models" / models.IMAGENET_WEIGHT_FILES["vgg16"]
+    assert any(str(path).startswith(os.path.expanduser("~")) for path in paths)
