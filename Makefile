@@ -31,5 +31,12 @@ test: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# Keras 2's ImageDataGenerator (tf_keras) is installed beside the venv, for the benchmark only:
+# it requires the full `tensorflow` package, which would clash with tensorflow-cpu.
+bench: setup
+	$(PY) -m pip install --quiet --no-deps --upgrade --target .venv-bench -r benchmarks/requirements.txt
+	$(PY) benchmarks/input_pipeline.py
+	$(PY) benchmarks/scan_csv.py
+
 clean:
 	rm -rf outputs
