@@ -1,0 +1,125 @@
+"""Tests for helpers.images: odd formats decode to RGB at the right size, broken ones fail clearly."""
+import re
+
+import numpy as np
+import pytest
+from conftest import ODD_IMAGES, make_exif_rotated_jpeg
+from PIL import Image
+
+from helpers.images import IMAGE_EXTENSIONS, ImageError, read_header, read_image
+
+GOOD = [name for name, (ok, *_rest) in ODD_IMAGES.items() if ok]
+BAD = {
+    "empty.jpg": "empty file",
+    "truncated.jpg": "truncated image",
+    "random_bytes.jpg": "not an image (cannot identify)",
+    "text.png": "not an image (cannot identify)",
+}
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_read_image_gives_rgb_uint8_at_displayed_size(odd_images_dir, odd_images_expected, name):
+    expected = odd_images_expected[name]
+    image = read_image(odd_images_dir / name)
+    assert image.dtype == np.uint8
+    assert image.shape == (expected["height"], expected["width"], 3)
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_read_header_matches_expected(odd_images_dir, odd_images_expected, name):
+    expected = odd_images_expected[name]
+    header = read_header(odd_images_dir / name)
+    assert (header["width"], header["height"], header["mode"]) == (
+        expected["width"], expected["height"], expected["mode"]
+    )
+
+
+@pytest.mark.parametrize("name", GOOD)
+@pytest.mark.parametrize("target_size", [(8, 12), (50, 30)])
+def test_read_image_resizes_to_height_width(odd_images_dir, name, target_size):
+    image = read_image(odd_images_dir / name, target_size=target_size)
+    assert image.shape == (*target_size, 3)
+
+
+def test_png_behind_jpg_name_is_read_by_content(odd_images_dir):
+    assert read_header(odd_images_dir / "png_named.jpg")["format"] == "PNG"
+
+
+@pytest.mark.parametrize("target_size", [None, (80, 40)])
+def test_exif_orientation_is_applied(tmp_path, target_size):
+    path = tmp_path / "phone.jpg"
+    make_exif_rotated_jpeg(path, width=40, height=20, orientation=6)
+    assert Image.open(path).size == (40, 20)  # stored sideways
+    image = read_image(path, target_size=target_size)
+    height, width = image.shape[:2]
+    assert (height, width) == (target_size or (40, 20))
+    # Orientation 6 turns the picture 90 degrees clockwise: stored top-left -> top-right.
+    top_right = image[: height // 8, -(width // 8):].reshape(-1, 3).mean(axis=0)
+    top_left = image[: height // 8, : width // 8].reshape(-1, 3).mean(axis=0)
+    assert top_right[0] > 200 and top_right[2] < 60
+    assert top_left[2] > 150 and top_left[0] < 60
+
+
+def test_large_jpeg_draft_downscale_keeps_content(tmp_path):
+    pixels = np.zeros((800, 1200, 3), dtype=np.uint8)
+    pixels[:, 600:] = (0, 255, 0)  # right half green
+    path = tmp_path / "big.jpg"
+    Image.fromarray(pixels).save(path, quality=95)
+    image = read_image(path, target_size=(64, 96))
+    assert image.shape == (64, 96, 3)
+    assert image[:, :40, 1].mean() < 30 and image[:, 56:, 1].mean() > 220
+
+
+def test_sixteen_bit_is_scaled_not_clipped(odd_images_dir):
+    image = read_image(odd_images_dir / "sixteen_bit.png")
+    assert image.min() == 0 and image.max() == 255
+    assert np.all(image[..., 0] == image[..., 2])  # gray stays gray
+    assert len(np.unique(image)) > 100
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_is_composited_over_black(tmp_path, mode):
+    pixels = np.full((4, 4, 4 if mode == "RGBA" else 2), 255, dtype=np.uint8)
+    pixels[:2, ..., -1] = 0  # top half fully transparent
+    path = tmp_path / f"alpha_{mode}.png"
+    Image.fromarray(pixels, mode).save(path)
+    image = read_image(path)
+    assert np.all(image[:2] == 0) and np.all(image[2:] == 255)
+
+
+@pytest.mark.parametrize("name, reason", BAD.items())
+def test_broken_files_raise_image_error_with_reason(odd_images_dir, name, reason):
+    with pytest.raises(ImageError) as caught:
+        read_image(odd_images_dir / name)
+    assert caught.value.reason == reason
+    assert caught.value.path == str(odd_images_dir / name)
+    assert str(caught.value) == f"{odd_images_dir / name}: {reason}"
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("name", ["empty.jpg", "random_bytes.jpg", "text.png"])
+def test_read_header_fails_on_non_images(odd_images_dir, name):
+    with pytest.raises(ImageError, match=re.escape(BAD[name])):
+        read_header(odd_images_dir / name)
+
+
+@pytest.mark.parametrize("reader", [read_image, read_header])
+def test_missing_file(tmp_path, reader):
+    with pytest.raises(ImageError, match="file not found"):
+        reader(tmp_path / "nope.jpg")
+
+
+@pytest.mark.parametrize("reader", [read_image, read_header])
+def test_directory_is_not_an_image(tmp_path, reader):
+    with pytest.raises(ImageError, match="directory"):
+        reader(tmp_path)
+
+
+@pytest.mark.parametrize("target_size", [(0, 10), (10,), "64", (6.5, 8)])
+def test_bad_target_size_is_a_value_error(odd_images_dir, target_size):
+    with pytest.raises(ValueError, match="target_size"):
+        read_image(odd_images_dir / "gray.jpg", target_size=target_size)
+
+
+def test_image_extensions_are_lower_case_with_dot():
+    assert all(ext.startswith(".") and ext == ext.lower() for ext in IMAGE_EXTENSIONS)
