@@ -1,0 +1,350 @@
+"""Command-line interface: ``python -m helpers COMMAND ...``.
+
+Commands: make-data, scan, audit, train, predict, evaluate. Each prints a human-readable
+report by default and one JSON document with ``--format json``. Errors a user can fix
+(a wrong path, a bad argument, a mismatched model folder) end with a one-line message
+and exit code 2, never a traceback.
+"""
+import argparse
+import csv
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+from helpers.data import LAYOUTS
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _clean_floats(value):
+    """Replace NaN and infinity by None so the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _clean_floats(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_floats(item) for item in value]
+    return value
+
+
+def print_json(document):
+    print(json.dumps(_clean_floats(document), indent=2, default=_json_default))
+
+
+def add_dataset_options(parser):
+    """Options shared by every command that reads a dataset."""
+    group = parser.add_argument_group("dataset layout")
+    group.add_argument("source", help="dataset folder, VOC root or CSV file")
+    group.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="auto",
+        help="auto: voc when Annotations/ exists, csv for a .csv file, folders otherwise",
+    )
+    group.add_argument(
+        "--folder-separator", default="_", help="split-folders: separator in folder names (default _)"
+    )
+    group.add_argument("--image-column", default=None, help="csv: image column (default: first column)")
+    group.add_argument(
+        "--label-column", default=None, help="csv: label column (default: 'labels', 'Finding Labels' or the second)"
+    )
+    group.add_argument("--separator", default="|", help="csv: separator between labels (default |)")
+    group.add_argument(
+        "--no-label", default="No Finding", help="csv: token meaning 'no label' (default 'No Finding')"
+    )
+    group.add_argument("--image-directory", default=None, help="csv: folder the image column is relative to")
+    group.add_argument("--drop-difficult", action="store_true", help="voc: ignore objects marked difficult")
+    group.add_argument(
+        "--allow-absolute",
+        action="store_true",
+        help="csv/voc: accept absolute paths and paths leading out of the image directory",
+    )
+
+
+def load_from_args(args):
+    from helpers.data import load_dataset
+
+    return load_dataset(
+        args.source,
+        layout=args.layout,
+        folder_separator=args.folder_separator,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        separator=args.separator,
+        no_label=args.no_label,
+        image_directory=args.image_directory,
+        drop_difficult=args.drop_difficult,
+        allow_absolute=args.allow_absolute,
+    )
+
+
+def skipped_note(dataframe):
+    """One line counting the inputs the loader left out (each was already warned about)."""
+    n_skipped = len(dataframe.attrs.get("skipped", []))
+    return f"; {n_skipped} inputs skipped (see the warnings above)" if n_skipped else ""
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def command_make_data(args):
+    from helpers.generate import make_dataset
+
+    out_dir = make_dataset(args.preset, args.out_dir, seed=args.seed, scale=args.scale, progress=True)
+    print(f"wrote the {args.preset} dataset to {out_dir}")
+    return 0
+
+
+def command_scan(args):
+    from helpers.scan import scan
+
+    dataframe = load_from_args(args)
+    report = scan(dataframe)
+    if args.format == "json":
+        print_json(report)
+        return 0
+    print(
+        f"{report['n_images']} images, {len(report['label_counts'])} labels "
+        f"({dataframe.attrs.get('layout')} layout){skipped_note(dataframe)}"
+    )
+    print("\nlabel counts:")
+    width = max((len(label) for label in report["label_counts"]), default=5)
+    for label, count in report["label_counts"].items():
+        print(f"  {label:<{width}} {count:>8}  {count / max(report['n_images'], 1):6.1%}")
+    print("\nlabels per image:")
+    for n_labels, count in report["labels_per_image"].items():
+        print(f"  {n_labels:>3} labels: {count}")
+    for key in ("missing", "unreadable"):
+        items = report.get(key) or []
+        if items:
+            print(f"\n{len(items)} {key} files, for example:")
+            for item in items[:10]:
+                print(f"  {item if isinstance(item, str) else json.dumps(item)}")
+    return 0
+
+
+def command_audit(args):
+    from helpers.scan import audit
+
+    dataframe = load_from_args(args)
+    report = audit(dataframe, progress=args.format != "json")
+    if args.format == "json":
+        print_json(report)
+    else:
+        for item in report["files"]:
+            if not item["ok"]:
+                print(f"BAD  {item['path']}: {item['error']}")
+        print(f"{report['n_ok']} of {report['n_images']} images load; {report['n_bad']} do not{skipped_note(dataframe)}")
+    return 0 if report["n_bad"] == 0 else 1
+
+
+def command_train(args):
+    from helpers.training import train_from_source
+
+    train_from_source(
+        args.source,
+        args.out,
+        layout=args.layout,
+        model=args.model,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        loss=args.loss,
+        task=args.task,
+        group_column=args.group_column,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        augment=not args.no_augment,
+        weights=args.weights,
+        trainable_layers=args.trainable_layers,
+        folder_separator=args.folder_separator,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        separator=args.separator,
+        no_label=args.no_label,
+        image_directory=args.image_directory,
+        drop_difficult=args.drop_difficult,
+        allow_absolute=args.allow_absolute,
+    )
+    return 0
+
+
+def command_predict(args):
+    from helpers.predict import annotate, predict_paths
+
+    missing = [path for path in args.paths if not Path(path).exists()]
+    if missing:
+        raise ValueError(f"no such file or folder: {', '.join(missing)}")
+    results = predict_paths(args.model_dir, args.paths, batch_size=args.batch_size)
+    if args.annotate:
+        out_dir = Path(args.annotate)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for index, result in enumerate(results):
+            if result.get("error") is None:
+                annotate(result["path"], result, out_dir / f"{index:05d}_{Path(result['path']).name}")
+    if args.format == "json":
+        print_json(results)
+    elif args.format == "csv":
+        labels = sorted({label for result in results for label in result.get("probabilities") or {}})
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "labels", "error", *labels])
+        for result in results:
+            probabilities = result.get("probabilities") or {}
+            writer.writerow(
+                [result["path"], "|".join(result.get("labels") or []), result.get("error") or "",
+                 *[f"{probabilities[label]:.6f}" if label in probabilities else "" for label in labels]]
+            )
+    else:
+        for result in results:
+            if result.get("error"):
+                print(f"{result['path']}: ERROR {result['error']}")
+            else:
+                shown = ", ".join(f"{label} {result['probabilities'][label]:.1%}" for label in result["labels"])
+                print(f"{result['path']}: {shown or '(no label above its threshold)'}")
+    n_bad = sum(1 for result in results if result.get("error"))
+    if n_bad:
+        print(f"{n_bad} of {len(results)} images could not be read", file=sys.stderr)
+    return 0
+
+
+def command_evaluate(args):
+    from helpers.predict import evaluate_model_dir
+
+    report = evaluate_model_dir(
+        args.model_dir,
+        load_from_args(args),
+        split=args.split,
+        tune_thresholds=args.tune_thresholds,
+        batch_size=args.batch_size,
+    )
+    if args.format == "json":
+        print_json(report)
+        return 0
+    print(f"{report['n_images']} images evaluated ({report['split']} split)")
+    print(f"{'label':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8} {'AP':>7} {'ROC-AUC':>8}")
+    for label, row in report["per_class"].items():
+        cells = [row[key] for key in ("precision", "recall", "f1")]
+        extra = [row["average_precision"], row["roc_auc"]]
+        print(
+            f"{label:<20} " + " ".join(f"{value:9.3f}" for value in cells) + f" {row['support']:8d} "
+            + " ".join("    n/a" if value is None or value != value else f"{value:7.3f}" for value in extra)
+        )
+    for average in ("micro", "macro", "weighted"):
+        row = report[average]
+        print(f"{average + ' avg':<20} {row['precision']:9.3f} {row['recall']:9.3f} {row['f1']:9.3f}")
+    print(f"mAP {report['mAP']:.3f}")
+    if args.tune_thresholds:
+        print(f"tuned thresholds saved to {Path(args.model_dir) / 'labels.json'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    make_data = commands.add_parser("make-data", help="generate an embedded dataset (offline, deterministic)")
+    make_data.add_argument("preset", choices=("fashion", "scenes"))
+    make_data.add_argument("out_dir")
+    make_data.add_argument("--seed", type=int, default=0)
+    make_data.add_argument("--scale", type=float, default=1.0, help="size relative to the default (1.0)")
+    make_data.set_defaults(handler=command_make_data)
+
+    scan = commands.add_parser("scan", help="label statistics and image sizes (headers only)")
+    add_dataset_options(scan)
+    scan.add_argument("--format", choices=("text", "json"), default="text")
+    scan.set_defaults(handler=command_scan)
+
+    audit = commands.add_parser("audit", help="decode every image; exit code 1 if any fails")
+    add_dataset_options(audit)
+    audit.add_argument("--format", choices=("text", "json"), default="text")
+    audit.set_defaults(handler=command_audit)
+
+    train = commands.add_parser("train", help="train a model and save its artefacts")
+    add_dataset_options(train)
+    train.add_argument("--model", choices=("smallvggnet", "mlp", "resnet50", "vgg16"), default="smallvggnet")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--image-size", type=int, default=64, help="square input size in pixels")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--loss",
+        choices=("bce", "weighted-bce", "focal", "cce"),
+        default=None,
+        help="default: bce for multi_label, cce for multi_class",
+    )
+    train.add_argument(
+        "--task",
+        choices=("multi_label", "multi_class", "auto"),
+        default="multi_label",
+        help="multi_label: sigmoid + BCE; multi_class: softmax + CCE; auto: multi_class when every image has one label",
+    )
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
+    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    train.add_argument(
+        "--weights",
+        default=None,
+        help="resnet50/vgg16: 'imagenet' (only if already in the Keras cache) or a local weights file",
+    )
+    train.add_argument("--trainable-layers", type=int, default=0, help="resnet50/vgg16: unfreeze the top N layers")
+    train.add_argument("--group-column", default=None, help="keep each group (e.g. 'Patient ID') in one split")
+    train.add_argument("--out", required=True, help="folder for model.keras, labels.json, history.csv...")
+    train.set_defaults(handler=command_train)
+
+    predict = commands.add_parser("predict", help="predict labels of images or folders")
+    predict.add_argument("--model-dir", required=True)
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image file or folder (searched recursively)")
+    predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    predict.add_argument("--annotate", metavar="OUT_DIR", help="write copies with labels drawn on them")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.set_defaults(handler=command_predict)
+
+    evaluate = commands.add_parser("evaluate", help="per-class metrics of a trained model on a dataset")
+    evaluate.add_argument("--model-dir", required=True)
+    add_dataset_options(evaluate)
+    evaluate.add_argument(
+        "--split",
+        choices=("all", "test", "val", "train"),
+        default="all",
+        help="restrict to a split saved at training time (when SOURCE is the training dataset)",
+    )
+    evaluate.add_argument("--tune-thresholds", action="store_true", help="tune per-class thresholds on the validation split and save them")
+    evaluate.add_argument("--format", choices=("text", "json"), default="text")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.set_defaults(handler=command_evaluate)
+    return parser
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"warning: {message}\n"
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    original_format = warnings.formatwarning
+    warnings.formatwarning = _format_warning
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            return args.handler(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.formatwarning = original_format
