@@ -1,0 +1,544 @@
+"""Evaluate multi-label predictions: per-class metrics, averages, thresholds, error tables.
+
+Everything starts from two arrays of shape ``(n_samples, n_classes)``: the multi-hot truth
+(0/1) and the predicted probabilities (one sigmoid per class). Every metric scikit-learn has is
+computed by scikit-learn; this module only arranges the calls, handles classes whose metric is
+undefined (a class with no positive, or no negative, example), and shapes the results as
+DataFrames for notebooks and as JSON-able dicts for the CLI.
+
+No TensorFlow here: evaluation works on NumPy arrays.
+"""
+import math
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics
+
+from helpers import REPO_ROOT
+
+AVERAGES = ("micro", "macro", "weighted", "samples")
+OBJECTIVES = ("f1", "precision", "recall")
+ERROR_KINDS = ("false_positive", "false_negative")
+DEFAULT_THRESHOLD = 0.5
+
+
+# --------------------------------------------------------------------------- input checks
+def _as_matrix(array, name):
+    matrix = np.asarray(array)
+    if matrix.ndim == 1:
+        matrix = matrix[:, None]
+    if matrix.ndim != 2:
+        raise ValueError(
+            f"{name}: expected a 2-D array (n_samples, n_classes), got shape {matrix.shape}"
+        )
+    return matrix
+
+
+def _check_truth(y_true, name="y_true"):
+    truth = _as_matrix(y_true, name)
+    if truth.size and not np.isin(truth, (0, 1)).all():
+        bad = np.unique(truth[~np.isin(truth, (0, 1))])[:5]
+        raise ValueError(f"{name}: expected a multi-hot matrix of 0 and 1, found values {bad}")
+    return truth.astype(int)
+
+
+def _check_probabilities(y_prob, name="y_prob"):
+    probabilities = _as_matrix(y_prob, name).astype(float)
+    if not np.isfinite(probabilities).all():
+        raise ValueError(f"{name}: expected finite probabilities, found NaN or infinity")
+    return probabilities
+
+
+def _check_pair(y_true, y_other, other_name, classes=None):
+    truth = _check_truth(y_true)
+    if other_name == "y_pred":
+        other = _check_truth(y_other, "y_pred (use apply_thresholds on probabilities first)")
+    else:
+        other = _check_probabilities(y_other, other_name)
+    if truth.shape != other.shape:
+        raise ValueError(
+            f"y_true and {other_name}: expected the same shape, got {truth.shape} and {other.shape}"
+        )
+    if classes is not None:
+        classes = [str(label) for label in classes]
+        if len(classes) != truth.shape[1]:
+            raise ValueError(
+                f"classes: expected {truth.shape[1]} names (one per column of y_true), "
+                f"got {len(classes)}"
+            )
+    return truth, other, classes
+
+
+def _check_thresholds(thresholds, n_classes):
+    values = np.asarray(thresholds, dtype=float)
+    if values.ndim == 0:
+        values = np.full(n_classes, float(values))
+    if values.shape != (n_classes,):
+        raise ValueError(
+            f"thresholds: expected one number or {n_classes} numbers (one per class), "
+            f"got shape {values.shape}"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError("thresholds: expected finite numbers, found NaN or infinity")
+    return values
+
+
+def undefined_reason(column):
+    """Say why threshold-free metrics are undefined for one class, or return None.
+
+    Parameters
+    ----------
+    column : array-like of 0/1
+        The truth of one class over all samples.
+
+    Returns
+    -------
+    str or None
+        ``"no positive example"`` / ``"no negative example"``, or None when both occur.
+    """
+    column = np.asarray(column)
+    if not column.any():
+        return "no positive example"
+    if column.all():
+        return "no negative example"
+    return None
+
+
+# --------------------------------------------------------------------------- thresholds
+def apply_thresholds(y_prob, thresholds=DEFAULT_THRESHOLD):
+    """Turn probabilities into 0/1 predictions, one threshold per class (``prob >= threshold``).
+
+    Parameters
+    ----------
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities.
+    thresholds : float or array-like (n_classes,), default=0.5
+        One threshold for every class, or one per class.
+
+    Returns
+    -------
+    np.ndarray of int, shape (n_samples, n_classes)
+    """
+    probabilities = _check_probabilities(y_prob)
+    values = _check_thresholds(thresholds, probabilities.shape[1])
+    return (probabilities >= values).astype(int)
+
+
+def threshold_curve(y_true, y_prob):
+    """Precision, recall and F1 of one class at every threshold worth trying.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples,)
+        Truth of one class (0/1).
+    y_prob : array-like (n_samples,)
+        Probabilities of that class.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``threshold``, ``precision``, ``recall``, ``f1``, one row per distinct
+        probability (ascending); a sample is positive when ``prob >= threshold``. Empty when
+        the class has no positive example.
+    """
+    truth = np.asarray(y_true).ravel()
+    scores = np.asarray(y_prob, dtype=float).ravel()
+    if truth.shape != scores.shape:
+        raise ValueError(
+            f"y_true and y_prob: expected one value per sample each, got {truth.shape} and "
+            f"{scores.shape}"
+        )
+    if not truth.any():
+        return pd.DataFrame(columns=["threshold", "precision", "recall", "f1"], dtype=float)
+    precision, recall, thresholds = metrics.precision_recall_curve(truth, scores)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator),
+                   where=denominator > 0)
+    return pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall,
+                         "f1": f1})
+
+
+def _between(scores, threshold):
+    """Midway between ``threshold`` and the next lower score: same predictions, more margin."""
+    lower = scores[scores < threshold]
+    if lower.size == 0:
+        return float(threshold)
+    middle = (lower.max() + threshold) / 2
+    return float(middle if lower.max() < middle <= threshold else threshold)
+
+
+def tune_thresholds(y_true, y_prob, objective="f1", target=None, default=DEFAULT_THRESHOLD,
+                    classes=None):
+    """Choose one threshold per class on validation data.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth of the validation samples.
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities for the same samples.
+    objective : {"f1", "precision", "recall"}, default="f1"
+        ``"f1"`` maximises each class's F1. ``"precision"`` takes the lowest threshold whose
+        precision reaches ``target`` (the most recall at that precision). ``"recall"`` takes the
+        highest threshold whose recall stays at or above ``target`` (the most precision).
+    target : float in (0, 1], optional
+        Required for ``"precision"`` and ``"recall"``.
+    default : float, default=0.5
+        Threshold kept by classes without a positive example.
+    classes : list of str, optional
+        Class names, used in warnings.
+
+    Returns
+    -------
+    np.ndarray of float, shape (n_classes,)
+        Thresholds to use with :func:`apply_thresholds`. A chosen threshold lies midway
+        between the lowest score it accepts and the next lower score, so the predictions on
+        the tuning data are those of the best threshold, with some margin for new data.
+    """
+    truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
+    names = classes or [f"column {column}" for column in range(truth.shape[1])]
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
+    if objective == "f1" and target is not None:
+        raise ValueError("target: only used with objective='precision' or 'recall', "
+                         f"got target={target!r} with objective='f1'")
+    if objective != "f1" and (target is None or not 0 < float(target) <= 1):
+        raise ValueError(f"target: expected a number in (0, 1] for objective={objective!r}, "
+                         f"got {target!r}")
+
+    thresholds = np.full(truth.shape[1], float(default))
+    for column in range(truth.shape[1]):
+        curve = threshold_curve(truth[:, column], probabilities[:, column])
+        if curve.empty:
+            continue
+        if objective == "f1":
+            best = int(curve["f1"].to_numpy().argmax())
+        elif objective == "precision":
+            reached = np.flatnonzero(curve["precision"].to_numpy() >= target)
+            if reached.size:
+                best = int(reached[0])
+            else:
+                best = int(curve["precision"].to_numpy().argmax())
+                warnings.warn(f"{names[column]}: no threshold reaches precision {target}; "
+                              f"using the most precise one "
+                              f"({curve['precision'].iloc[best]:.3f})", stacklevel=2)
+        else:
+            kept = np.flatnonzero(curve["recall"].to_numpy() >= target)
+            best = int(kept[-1])  # the lowest threshold has recall 1, so `kept` is never empty
+        thresholds[column] = _between(probabilities[:, column], curve["threshold"].iloc[best])
+    return thresholds
+
+
+# --------------------------------------------------------------------------- metrics
+def _threshold_free(truth, probabilities, classes):
+    """Per-class average precision and ROC-AUC; NaN and a note where they are undefined."""
+    average_precision = np.full(len(classes), np.nan)
+    roc_auc = np.full(len(classes), np.nan)
+    notes = [""] * len(classes)
+    for column in range(len(classes)):
+        reason = undefined_reason(truth[:, column])
+        if reason:
+            notes[column] = f"{reason} in y_true: average precision and ROC-AUC undefined"
+            continue
+        average_precision[column] = metrics.average_precision_score(
+            truth[:, column], probabilities[:, column])
+        roc_auc[column] = metrics.roc_auc_score(truth[:, column], probabilities[:, column])
+    return average_precision, roc_auc, notes
+
+
+def classification_table(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
+    """Per-class precision, recall, F1, support, average precision and ROC-AUC.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities.
+    classes : list of str
+        Class names, one per column.
+    thresholds : float or array-like (n_classes,), default=0.5
+        Thresholds turning probabilities into predictions.
+
+    Returns
+    -------
+    pd.DataFrame
+        Indexed by class: ``precision``, ``recall``, ``f1`` (0 when undefined, as in
+        scikit-learn's ``classification_report`` with ``zero_division=0``), ``support``
+        (positives in y_true), ``predicted`` (positives predicted), ``average_precision``,
+        ``roc_auc`` (NaN when the class has a single truth value), ``threshold`` and ``note``
+        (why a value is undefined or set to 0; empty otherwise).
+    """
+    truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
+    threshold_values = _check_thresholds(thresholds, truth.shape[1])
+    predictions = apply_thresholds(probabilities, threshold_values)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, predictions, average=None, zero_division=0)
+    average_precision, roc_auc, notes = _threshold_free(truth, probabilities, classes)
+    predicted = predictions.sum(axis=0)
+    for column in range(len(classes)):
+        if predicted[column] == 0 and support[column] > 0:
+            extra = "nothing predicted: precision set to 0"
+            notes[column] = f"{notes[column]}; {extra}" if notes[column] else extra
+    table = pd.DataFrame({
+        "precision": precision, "recall": recall, "f1": f1,
+        "support": support.astype(int), "predicted": predicted.astype(int),
+        "average_precision": average_precision, "roc_auc": roc_auc,
+        "threshold": threshold_values, "note": notes,
+    }, index=pd.Index(classes, name="class"))
+    return table
+
+
+def summary(y_true, y_prob, thresholds=DEFAULT_THRESHOLD):
+    """Averaged metrics over all classes and samples.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities.
+    thresholds : float or array-like (n_classes,), default=0.5
+        Thresholds turning probabilities into predictions.
+
+    Returns
+    -------
+    dict
+        ``{"micro"|"macro"|"weighted"|"samples": {"precision", "recall", "f1"}, ...}``;
+        ``micro`` and ``macro`` also hold ``average_precision`` and ``roc_auc`` (macro over the
+        classes where they are defined, NaN if none is). Top level: ``mAP`` (= macro average
+        precision), ``subset_accuracy`` (every label of a sample right), ``hamming_loss``
+        (share of wrong sample-label cells), ``n_samples``, ``n_classes``.
+    """
+    truth, probabilities, _ = _check_pair(y_true, y_prob, "y_prob")
+    predictions = apply_thresholds(probabilities, thresholds)
+    result = {}
+    for average in AVERAGES:
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            truth, predictions, average=average, zero_division=0)
+        result[average] = {"precision": float(precision), "recall": float(recall),
+                           "f1": float(f1)}
+
+    defined = [column for column in range(truth.shape[1])
+               if undefined_reason(truth[:, column]) is None]
+    macro_ap = macro_auc = float("nan")
+    if defined:
+        macro_ap = float(metrics.average_precision_score(
+            truth[:, defined], probabilities[:, defined], average="macro"))
+        macro_auc = float(metrics.roc_auc_score(
+            truth[:, defined], probabilities[:, defined], average="macro"))
+    micro_ap = micro_auc = float("nan")
+    if undefined_reason(truth.ravel()) is None:
+        micro_ap = float(metrics.average_precision_score(truth, probabilities, average="micro"))
+        micro_auc = float(metrics.roc_auc_score(truth, probabilities, average="micro"))
+    result["micro"].update(average_precision=micro_ap, roc_auc=micro_auc)
+    result["macro"].update(average_precision=macro_ap, roc_auc=macro_auc)
+    result["mAP"] = macro_ap
+    result["subset_accuracy"] = float(metrics.accuracy_score(truth, predictions))
+    result["hamming_loss"] = float(metrics.hamming_loss(truth, predictions))
+    result["n_samples"] = int(truth.shape[0])
+    result["n_classes"] = int(truth.shape[1])
+    return result
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, (np.integer, bool, np.bool_)):
+        return value.item() if hasattr(value, "item") else value
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def evaluation_report(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
+    """Everything :func:`classification_table` and :func:`summary` say, as a JSON-able dict.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities.
+    classes : list of str
+        Class names, one per column.
+    thresholds : float or array-like (n_classes,), default=0.5
+        Thresholds turning probabilities into predictions.
+
+    Returns
+    -------
+    dict
+        ``{"per_class": {label: {"precision", "recall", "f1", "support", "predicted",
+        "average_precision", "roc_auc", "note"}}, "micro": {...}, "macro": {...},
+        "weighted": {...}, "samples": {...}, "mAP", "subset_accuracy", "hamming_loss",
+        "n_samples", "n_classes", "thresholds": {label: float}}``; undefined values are None.
+    """
+    table = classification_table(y_true, y_prob, classes, thresholds)
+    report = {"per_class": {
+        label: {key: row[key] for key in ("precision", "recall", "f1", "support", "predicted",
+                                           "average_precision", "roc_auc", "note")}
+        for label, row in table.iterrows()
+    }}
+    report.update(summary(y_true, y_prob, table["threshold"].to_numpy()))
+    report["thresholds"] = dict(zip(table.index, table["threshold"]))
+    return _json_ready(report)
+
+
+# --------------------------------------------------------------------------- errors
+def _label_lists(matrix, classes):
+    return [[classes[column] for column in np.flatnonzero(row)] for row in matrix]
+
+
+def worst_errors(y_true, y_prob, classes, kind="false_positive", n=None,
+                 thresholds=DEFAULT_THRESHOLD, one_per_sample=True):
+    """The most confident mistakes of one kind, worst first.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities.
+    classes : list of str
+        Class names, one per column.
+    kind : {"false_positive", "false_negative"}, default="false_positive"
+        False positives are sorted by descending probability (confidently wrong), false
+        negatives by ascending probability (confidently missed).
+    n : int, optional
+        Keep at most this many rows.
+    thresholds : float or array-like (n_classes,), default=0.5
+        Thresholds turning probabilities into predictions.
+    one_per_sample : bool, default=True
+        Keep only the worst error of each sample.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``sample`` (row number), ``label``, ``probability``, ``true_labels``,
+        ``predicted_labels`` (lists), one row per error.
+    """
+    truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"kind: expected one of {ERROR_KINDS}, got {kind!r}")
+    predictions = apply_thresholds(probabilities, thresholds)
+    wrong = (predictions == 1) & (truth == 0) if kind == "false_positive" else \
+        (predictions == 0) & (truth == 1)
+    samples, columns = np.nonzero(wrong)
+    scores = probabilities[samples, columns]
+    order = np.argsort(-scores if kind == "false_positive" else scores, kind="stable")
+    true_lists = _label_lists(truth, classes)
+    predicted_lists = _label_lists(predictions, classes)
+    errors = pd.DataFrame({
+        "sample": samples[order],
+        "label": [classes[column] for column in columns[order]],
+        "probability": scores[order],
+    })
+    if one_per_sample:
+        errors = errors.drop_duplicates("sample", keep="first")
+    if n is not None:
+        errors = errors.head(int(n))
+    errors = errors.reset_index(drop=True)
+    errors["true_labels"] = [true_lists[sample] for sample in errors["sample"]]
+    errors["predicted_labels"] = [predicted_lists[sample] for sample in errors["sample"]]
+    return errors
+
+
+NONE_COLUMN = "(none)"
+
+
+def error_pairs(y_true, y_pred, classes, kind="false_positive"):
+    """Count which other labels were present when a label was wrongly predicted or missed.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_pred : array-like (n_samples, n_classes)
+        0/1 predictions (see :func:`apply_thresholds`).
+    classes : list of str
+        Class names, one per column.
+    kind : {"false_positive", "false_negative"}, default="false_positive"
+        For false positives, a row counts the **true** labels of the images where that label
+        was predicted but absent (what the model confused it with). For false negatives, a row
+        counts the **predicted** labels of the images where that label was missed (what the
+        model saw instead).
+
+    Returns
+    -------
+    pd.DataFrame
+        Rows: the label in error; columns: the co-occurring labels plus ``"(none)"`` for images
+        with no such label at all. Cell = number of images.
+    """
+    truth, predictions, classes = _check_pair(y_true, y_pred, "y_pred", classes)
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"kind: expected one of {ERROR_KINDS}, got {kind!r}")
+    if kind == "false_positive":
+        wrong, context = (predictions == 1) & (truth == 0), truth
+    else:
+        wrong, context = (predictions == 0) & (truth == 1), predictions
+    with_none = np.column_stack([context, ~context.any(axis=1)]).astype(int)
+    counts = wrong.astype(int).T @ with_none
+    return pd.DataFrame(counts, index=pd.Index(classes, name=kind.replace("_", " ")),
+                        columns=pd.Index(list(classes) + [NONE_COLUMN],
+                                         name="true label" if kind == "false_positive"
+                                         else "predicted label"))
+
+
+# --------------------------------------------------------------------------- saved models
+def _existing_path(path):
+    """``path`` as saved; relative paths that do not exist from here are tried from the repo."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    candidate = REPO_ROOT / path
+    return str(candidate) if candidate.exists() else path
+
+
+def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
+    """Predict the images of one split saved with a model (its ``splits.csv``).
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        Artefact folder written by ``helpers.training.train_from_source``.
+    split : {"train", "val", "test"}, default="test"
+        Which rows of ``splits.csv`` to predict.
+    batch_size : int, default=32
+        Images per prediction batch.
+    loaded : (keras.Model, dict), optional
+        ``helpers.training.load_artefacts(model_dir)`` already called, to load only once.
+
+    Returns
+    -------
+    dict
+        ``frame`` (DataFrame: ``filename``, ``split``, ``labels`` as lists), ``y_true``
+        (multi-hot int), ``y_prob``, ``classes`` and ``metadata`` (``labels.json``).
+    """
+    from helpers import predict, training  # TensorFlow is needed here only
+
+    loaded = loaded or training.load_artefacts(model_dir)
+    splits = training.read_splits(model_dir)
+    if split not in set(splits["split"]):
+        raise ValueError(f"split: expected one of {sorted(set(splits['split']))} (the splits "
+                         f"in {model_dir}/splits.csv), got {split!r}")
+    frame = splits[splits["split"] == split].reset_index(drop=True)
+    paths = frame["absolute_path"] if "absolute_path" in frame else frame["filename"]
+    frame["filename"] = [_existing_path(path) for path in paths]
+    frame["labels"] = [value.split("|") if value else [] for value in frame["labels"]]
+    y_true, y_prob, read_paths, skipped = predict.predict_dataframe(loaded, frame, batch_size)
+    for item in skipped:
+        warnings.warn(f"{item['path']}: left out of the {split} split ({item['reason']})",
+                      stacklevel=2)
+    if skipped:
+        frame = frame[frame["filename"].isin(set(map(str, read_paths)))].reset_index(drop=True)
+    if len(frame) != len(y_true):
+        raise ValueError(f"{model_dir}: {len(y_true)} predictions for {len(frame)} images of "
+                         f"the {split} split; some images failed while decoding")
+    metadata = loaded[1]
+    return {"frame": frame, "y_true": np.asarray(y_true).round().astype(int),
+            "y_prob": np.asarray(y_prob, dtype=float), "classes": list(metadata["classes"]),
+            "metadata": metadata}

@@ -1,0 +1,343 @@
+"""Tests for helpers.evaluation: every number must agree with scikit-learn."""
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics
+
+from helpers import REPO_ROOT, evaluation
+
+CLASSES = ["bag", "black", "blue", "dress", "shoe"]
+
+
+def random_problem(seed, n_samples=80, prevalence=(0.5, 0.3, 0.2, 0.1, 0.06)):
+    """Multi-hot truth with a skewed prevalence and noisy, informative probabilities."""
+    rng = np.random.default_rng(seed)
+    y_true = (rng.random((n_samples, len(prevalence))) < prevalence).astype(int)
+    for column in range(y_true.shape[1]):  # every class defined: one positive, one negative
+        y_true[column, column] = 1
+        y_true[-1 - column, column] = 0
+    y_prob = np.clip(0.35 * y_true + rng.random(y_true.shape) * 0.65, 0, 1)
+    return y_true, y_prob
+
+
+@pytest.fixture(params=[0, 1, 2, 3], ids=lambda seed: f"seed{seed}")
+def problem(request):
+    return random_problem(request.param)
+
+
+# --------------------------------------------------------------------------- agreement
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_classification_table_agrees_with_sklearn(problem, threshold):
+    y_true, y_prob = problem
+    table = evaluation.classification_table(y_true, y_prob, CLASSES, thresholds=threshold)
+    y_pred = (y_prob >= threshold).astype(int)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, y_pred, average=None, zero_division=0)
+
+    assert list(table.index) == CLASSES
+    np.testing.assert_allclose(table["precision"], precision)
+    np.testing.assert_allclose(table["recall"], recall)
+    np.testing.assert_allclose(table["f1"], f1)
+    np.testing.assert_array_equal(table["support"], support)
+    np.testing.assert_array_equal(table["predicted"], y_pred.sum(axis=0))
+    for column, label in enumerate(CLASSES):
+        assert table.loc[label, "average_precision"] == pytest.approx(
+            metrics.average_precision_score(y_true[:, column], y_prob[:, column]))
+        assert table.loc[label, "roc_auc"] == pytest.approx(
+            metrics.roc_auc_score(y_true[:, column], y_prob[:, column]))
+
+
+@pytest.mark.parametrize("average", evaluation.AVERAGES)
+def test_summary_averages_agree_with_sklearn(problem, average):
+    y_true, y_prob = problem
+    result = evaluation.summary(y_true, y_prob)
+    y_pred = (y_prob >= 0.5).astype(int)
+    expected = metrics.precision_recall_fscore_support(y_true, y_pred, average=average,
+                                                       zero_division=0)
+    assert [result[average][key] for key in ("precision", "recall", "f1")] == \
+        pytest.approx(list(expected[:3]))
+
+
+def test_summary_scalars_agree_with_sklearn(problem):
+    y_true, y_prob = problem
+    result = evaluation.summary(y_true, y_prob)
+    y_pred = (y_prob >= 0.5).astype(int)
+    assert result["mAP"] == pytest.approx(
+        metrics.average_precision_score(y_true, y_prob, average="macro"))
+    assert result["macro"]["average_precision"] == result["mAP"]
+    assert result["macro"]["roc_auc"] == pytest.approx(
+        metrics.roc_auc_score(y_true, y_prob, average="macro"))
+    assert result["micro"]["roc_auc"] == pytest.approx(
+        metrics.roc_auc_score(y_true, y_prob, average="micro"))
+    assert result["micro"]["average_precision"] == pytest.approx(
+        metrics.average_precision_score(y_true, y_prob, average="micro"))
+    assert result["subset_accuracy"] == pytest.approx(metrics.accuracy_score(y_true, y_pred))
+    assert result["hamming_loss"] == pytest.approx(metrics.hamming_loss(y_true, y_pred))
+    assert (result["n_samples"], result["n_classes"]) == y_true.shape
+
+
+def test_per_class_thresholds_are_applied_per_column(problem):
+    y_true, y_prob = problem
+    thresholds = np.linspace(0.2, 0.8, len(CLASSES))
+    table = evaluation.classification_table(y_true, y_prob, CLASSES, thresholds=thresholds)
+    y_pred = (y_prob >= thresholds).astype(int)
+    np.testing.assert_allclose(table["f1"], metrics.f1_score(y_true, y_pred, average=None))
+    np.testing.assert_allclose(table["threshold"], thresholds)
+
+
+# --------------------------------------------------------------------------- undefined classes
+@pytest.mark.parametrize("value, reason", [(0, "no positive example"),
+                                           (1, "no negative example")])
+def test_single_valued_class_is_nan_with_a_note_and_no_warning(value, reason):
+    y_true, y_prob = random_problem(0)
+    y_true[:, 2] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = evaluation.classification_table(y_true, y_prob, CLASSES)
+        result = evaluation.summary(y_true, y_prob)
+
+    assert np.isnan(table.loc["blue", "average_precision"])
+    assert np.isnan(table.loc["blue", "roc_auc"])
+    assert table.loc["blue", "note"].startswith(reason)
+    assert table.drop(index="blue")[["average_precision", "roc_auc"]].notna().all().all()
+    defined = [0, 1, 3, 4]
+    assert result["mAP"] == pytest.approx(
+        metrics.average_precision_score(y_true[:, defined], y_prob[:, defined]))
+    assert result["macro"]["roc_auc"] == pytest.approx(
+        metrics.roc_auc_score(y_true[:, defined], y_prob[:, defined]))
+
+
+def test_nothing_predicted_is_noted():
+    y_true, y_prob = random_problem(1)
+    y_prob[:, 0] = 0.1
+    table = evaluation.classification_table(y_true, y_prob, CLASSES)
+    assert table.loc["bag", "precision"] == 0
+    assert "nothing predicted" in table.loc["bag", "note"]
+
+
+def test_all_classes_undefined_gives_nan_averages():
+    y_true = np.zeros((6, 2), dtype=int)
+    y_prob = np.full((6, 2), 0.2)
+    result = evaluation.summary(y_true, y_prob)
+    assert np.isnan(result["mAP"]) and np.isnan(result["micro"]["roc_auc"])
+    assert result["subset_accuracy"] == 1.0
+
+
+# --------------------------------------------------------------------------- thresholds
+@pytest.mark.parametrize("seed", range(6))
+def test_tuned_thresholds_never_lower_f1_than_one_half(seed):
+    y_true, y_prob = random_problem(seed, n_samples=60)
+    thresholds = evaluation.tune_thresholds(y_true, y_prob)
+    f1_default = metrics.f1_score(y_true, evaluation.apply_thresholds(y_prob, 0.5),
+                                  average=None, zero_division=0)
+    f1_tuned = metrics.f1_score(y_true, evaluation.apply_thresholds(y_prob, thresholds),
+                                average=None, zero_division=0)
+    assert thresholds.shape == (len(CLASSES),)
+    assert np.all(f1_tuned >= f1_default - 1e-12)
+    assert f1_tuned.mean() >= f1_default.mean()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tuned_f1_is_the_best_on_the_curve(seed):
+    y_true, y_prob = random_problem(seed)
+    thresholds = evaluation.tune_thresholds(y_true, y_prob)
+    for column in range(len(CLASSES)):
+        precision, recall, _ = metrics.precision_recall_curve(y_true[:, column],
+                                                              y_prob[:, column])
+        with np.errstate(invalid="ignore"):
+            best = np.nanmax(2 * precision * recall / (precision + recall))
+        tuned = metrics.f1_score(y_true[:, column], y_prob[:, column] >= thresholds[column])
+        assert tuned == pytest.approx(best)
+
+
+def test_class_without_positives_keeps_the_default():
+    y_true, y_prob = random_problem(0)
+    y_true[:, 3] = 0
+    thresholds = evaluation.tune_thresholds(y_true, y_prob, default=0.5)
+    assert thresholds[3] == 0.5
+
+
+@pytest.mark.parametrize("target", [0.6, 0.8])
+def test_precision_objective_reaches_the_target_with_the_lowest_threshold(problem, target):
+    y_true, y_prob = problem
+    thresholds = evaluation.tune_thresholds(y_true, y_prob, objective="precision",
+                                            target=target)
+    for column in range(len(CLASSES)):
+        curve = evaluation.threshold_curve(y_true[:, column], y_prob[:, column])
+        reachable = curve[curve["precision"] >= target]
+        if reachable.empty:
+            continue
+        predictions = y_prob[:, column] >= thresholds[column]
+        assert metrics.precision_score(y_true[:, column], predictions) >= target
+        assert metrics.recall_score(y_true[:, column], predictions) == pytest.approx(
+            reachable["recall"].max())
+
+
+@pytest.mark.parametrize("target", [0.5, 0.9, 1.0])
+def test_recall_objective_keeps_the_target_with_the_highest_threshold(problem, target):
+    y_true, y_prob = problem
+    thresholds = evaluation.tune_thresholds(y_true, y_prob, objective="recall", target=target)
+    for column in range(len(CLASSES)):
+        column_prob = y_prob[:, column]
+        assert metrics.recall_score(y_true[:, column], column_prob >= thresholds[column]) \
+            >= target
+        higher = column_prob[column_prob >= thresholds[column]].min()
+        tighter = column_prob > higher  # the next threshold up drops that sample
+        assert metrics.recall_score(y_true[:, column], tighter) < target or tighter.sum() == 0
+
+
+def test_unreachable_precision_warns_naming_the_class():
+    y_true = np.array([[1], [0], [0], [0]])
+    y_prob = np.array([[0.2], [0.9], [0.8], [0.7]])
+    with pytest.warns(UserWarning, match="dress"):
+        evaluation.tune_thresholds(y_true, y_prob, objective="precision", target=0.99,
+                                   classes=["dress"])
+
+
+def test_tuned_threshold_lies_between_scores():
+    y_true = np.array([[0], [1], [0], [1]])
+    y_prob = np.array([[0.1], [0.4], [0.3], [0.9]])
+    threshold = evaluation.tune_thresholds(y_true, y_prob)[0]
+    assert 0.3 < threshold <= 0.4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"objective": "auc"}, "objective"),
+    ({"objective": "precision"}, "target"),
+    ({"objective": "recall", "target": 1.5}, "target"),
+    ({"objective": "f1", "target": 0.9}, "target"),
+])
+def test_tune_thresholds_rejects_bad_arguments(kwargs, message):
+    y_true, y_prob = random_problem(0)
+    with pytest.raises(ValueError, match=message):
+        evaluation.tune_thresholds(y_true, y_prob, **kwargs)
+
+
+@pytest.mark.parametrize("thresholds, expected", [
+    (0.5, [[1, 0, 1], [0, 1, 0]]),
+    ([0.6, 0.1, 0.5], [[0, 1, 1], [0, 1, 0]]),
+])
+def test_apply_thresholds(thresholds, expected):
+    y_prob = np.array([[0.5, 0.2, 0.9], [0.1, 0.7, 0.4999]])
+    result = evaluation.apply_thresholds(y_prob, thresholds)
+    assert result.dtype.kind == "i"
+    np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: evaluation.apply_thresholds(np.zeros((2, 3)), [0.5, 0.5]), "thresholds"),
+    (lambda: evaluation.classification_table(np.zeros((2, 3)), np.zeros((2, 2)), ["a", "b"]),
+     "same shape"),
+    (lambda: evaluation.classification_table(np.full((2, 2), 2), np.zeros((2, 2)), ["a", "b"]),
+     "y_true"),
+    (lambda: evaluation.classification_table(np.zeros((2, 2)), np.zeros((2, 2)), ["a"]),
+     "classes"),
+    (lambda: evaluation.summary(np.zeros((2, 2)), np.full((2, 2), np.nan)), "y_prob"),
+    (lambda: evaluation.error_pairs(np.zeros((2, 2)), np.full((2, 2), 0.7), ["a", "b"]),
+     "apply_thresholds"),
+])
+def test_bad_input_raises_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------- report
+def test_evaluation_report_is_json_with_none_for_undefined():
+    y_true, y_prob = random_problem(2)
+    y_true[:, 4] = 0
+    thresholds = evaluation.tune_thresholds(y_true, y_prob)
+    report = evaluation.evaluation_report(y_true, y_prob, CLASSES, thresholds)
+    text = json.dumps(report, allow_nan=False)
+    loaded = json.loads(text)
+
+    assert set(loaded) >= {"per_class", "micro", "macro", "weighted", "samples", "mAP",
+                           "subset_accuracy", "hamming_loss", "thresholds"}
+    assert list(loaded["per_class"]) == CLASSES
+    assert set(loaded["per_class"]["bag"]) >= {"precision", "recall", "f1", "support",
+                                               "average_precision", "roc_auc"}
+    assert loaded["per_class"]["shoe"]["roc_auc"] is None
+    assert isinstance(loaded["per_class"]["bag"]["support"], int)
+    assert loaded["thresholds"] == pytest.approx(dict(zip(CLASSES, thresholds)))
+    table = evaluation.classification_table(y_true, y_prob, CLASSES, thresholds)
+    assert loaded["per_class"]["bag"]["f1"] == pytest.approx(table.loc["bag", "f1"])
+    assert loaded["mAP"] == pytest.approx(evaluation.summary(y_true, y_prob, thresholds)["mAP"])
+
+
+# --------------------------------------------------------------------------- errors
+Y_TRUE = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
+Y_PROB = np.array([[0.9, 0.8, 0.1], [0.2, 0.3, 0.95], [0.6, 0.1, 0.1], [0.7, 0.4, 0.2]])
+SMALL = ["cat", "dog", "panda"]
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("false_positive", [(1, "panda", 0.95), (0, "dog", 0.8), (2, "cat", 0.6)]),
+    ("false_negative", [(1, "dog", 0.3), (3, "dog", 0.4)]),
+])
+def test_worst_errors_are_sorted_worst_first(kind, expected):
+    errors = evaluation.worst_errors(Y_TRUE, Y_PROB, SMALL, kind=kind)
+    assert list(zip(errors["sample"], errors["label"], errors["probability"])) == expected
+    assert errors.loc[0, "true_labels"] == [SMALL[j] for j in np.flatnonzero(
+        Y_TRUE[expected[0][0]])]
+
+
+def test_worst_errors_n_limits_rows():
+    assert len(evaluation.worst_errors(Y_TRUE, Y_PROB, SMALL, n=1)) == 1
+
+
+@pytest.mark.parametrize("kind, row, expected", [
+    # panda predicted in image 1 whose true label is dog; cat in image 2 with no label
+    ("false_positive", "panda", {"dog": 1}),
+    ("false_positive", "cat", {"(none)": 1}),
+    # dog missed in image 1 (panda predicted) and image 3 (cat predicted)
+    ("false_negative", "dog", {"panda": 1, "cat": 1}),
+])
+def test_error_pairs_counts(kind, row, expected):
+    pairs = evaluation.error_pairs(Y_TRUE, evaluation.apply_thresholds(Y_PROB), SMALL, kind=kind)
+    assert list(pairs.columns) == SMALL + ["(none)"]
+    observed = {column: value for column, value in pairs.loc[row].items() if value}
+    assert observed == expected
+
+
+def test_module_imports_without_tensorflow():
+    code = ("import sys, helpers.evaluation, helpers.plots; "
+            "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_predict_split_reads_the_saved_split(tmp_path):
+    keras = pytest.importorskip("keras")
+    from PIL import Image
+
+    from helpers import training
+
+    paths = []
+    for index in range(5):
+        path = tmp_path / f"image_{index}.png"
+        Image.new("RGB", (8, 8), (index * 50, 100, 200 - index * 40)).save(path)
+        paths.append(str(path))
+    splits = ["train", "val", "test", "test", "test"]
+    labels = ["cat", "dog", "cat|dog", "", "dog"]
+    model_dir = tmp_path / "model"
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2, activation="sigmoid")])
+    training.save_artefacts(model_dir, model, ["cat", "dog"], "multi_label", (8, 8))
+    pd.DataFrame({"filename": paths, "split": splits, "labels": labels}).to_csv(
+        model_dir / "splits.csv", index=False)
+
+    result = evaluation.predict_split(model_dir, "test")
+
+    assert list(result["frame"]["filename"]) == paths[2:]
+    assert list(result["frame"]["labels"]) == [["cat", "dog"], [], ["dog"]]
+    np.testing.assert_array_equal(result["y_true"], [[1, 1], [0, 0], [0, 1]])
+    pixels = np.stack([np.asarray(Image.open(path), dtype="float32") / 255 for path in paths[2:]])
+    np.testing.assert_allclose(result["y_prob"], model.predict(pixels, verbose=0), atol=1e-5)
+    assert result["classes"] == ["cat", "dog"]
+    with pytest.raises(ValueError, match="split"):
+        evaluation.predict_split(model_dir, "holdout")
