@@ -69,21 +69,25 @@ def add_dataset_options(parser):
     )
 
 
+def dataset_options(args):
+    """The loader keyword arguments given on the command line."""
+    return {
+        "layout": args.layout,
+        "folder_separator": args.folder_separator,
+        "image_column": args.image_column,
+        "label_column": args.label_column,
+        "separator": args.separator,
+        "no_label": args.no_label,
+        "image_directory": args.image_directory,
+        "drop_difficult": args.drop_difficult,
+        "allow_absolute": args.allow_absolute,
+    }
+
+
 def load_from_args(args):
     from helpers.data import load_dataset
 
-    return load_dataset(
-        args.source,
-        layout=args.layout,
-        folder_separator=args.folder_separator,
-        image_column=args.image_column,
-        label_column=args.label_column,
-        separator=args.separator,
-        no_label=args.no_label,
-        image_directory=args.image_directory,
-        drop_difficult=args.drop_difficult,
-        allow_absolute=args.allow_absolute,
-    )
+    return load_dataset(args.source, **dataset_options(args))
 
 
 def skipped_note(dataframe):
@@ -152,7 +156,6 @@ def command_train(args):
     train_from_source(
         args.source,
         args.out,
-        layout=args.layout,
         model=args.model,
         epochs=args.epochs,
         image_size=args.image_size,
@@ -166,14 +169,7 @@ def command_train(args):
         augment=not args.no_augment,
         weights=args.weights,
         trainable_layers=args.trainable_layers,
-        folder_separator=args.folder_separator,
-        image_column=args.image_column,
-        label_column=args.label_column,
-        separator=args.separator,
-        no_label=args.no_label,
-        image_directory=args.image_directory,
-        drop_difficult=args.drop_difficult,
-        allow_absolute=args.allow_absolute,
+        **dataset_options(args),
     )
     return 0
 

@@ -574,6 +574,25 @@ def _legend(ax, n_entries, loc):
         ax.legend(fontsize=8, loc=loc)
 
 
+def _per_class_curves(display, y_true, y_prob, classes, ax, micro_average):
+    """Draw one scikit-learn ``display`` curve per class (and the micro average) on ``ax``."""
+    truth, probabilities, classes = evaluation._check_pair(y_true, y_prob, "y_prob", classes)
+    ax = _new_ax(ax, (6.5, 5.5))
+    for index, label in enumerate(classes):
+        reason = evaluation.undefined_reason(truth[:, index])
+        if reason:
+            _skipped_entry(ax, label, reason)
+            continue
+        display.from_predictions(
+            truth[:, index], probabilities[:, index], name=label, ax=ax,
+            curve_kwargs=_curve_style(index, len(classes)))
+    if micro_average and evaluation.undefined_reason(truth.ravel()) is None:
+        display.from_predictions(
+            truth.ravel(), probabilities.ravel(), name="micro-average", ax=ax,
+            curve_kwargs={"color": "black", "linestyle": "--", "linewidth": 2.2})
+    return ax, classes
+
+
 def plot_pr_curves(y_true, y_prob, classes, *, ax=None, micro_average=False):
     """Precision-recall curves, one per class, with the average precision in the legend.
 
@@ -595,20 +614,7 @@ def plot_pr_curves(y_true, y_prob, classes, *, ax=None, micro_average=False):
     matplotlib Axes
         Classes with a single truth value have no curve and a "skipped" legend entry.
     """
-    truth, probabilities, classes = evaluation._check_pair(y_true, y_prob, "y_prob", classes)
-    ax = _new_ax(ax, (6.5, 5.5))
-    for index, label in enumerate(classes):
-        reason = evaluation.undefined_reason(truth[:, index])
-        if reason:
-            _skipped_entry(ax, label, reason)
-            continue
-        metrics.PrecisionRecallDisplay.from_predictions(
-            truth[:, index], probabilities[:, index], name=label, ax=ax,
-            curve_kwargs=_curve_style(index, len(classes)))
-    if micro_average and evaluation.undefined_reason(truth.ravel()) is None:
-        metrics.PrecisionRecallDisplay.from_predictions(
-            truth.ravel(), probabilities.ravel(), name="micro-average", ax=ax,
-            curve_kwargs={"color": "black", "linestyle": "--", "linewidth": 2.2})
+    ax, classes = _per_class_curves(metrics.PrecisionRecallDisplay, y_true, y_prob, classes, ax, micro_average)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.03)
     ax.set_xlabel("recall")
@@ -639,20 +645,7 @@ def plot_roc_curves(y_true, y_prob, classes, *, ax=None, micro_average=False):
     matplotlib Axes
         Classes with a single truth value have no curve and a "skipped" legend entry.
     """
-    truth, probabilities, classes = evaluation._check_pair(y_true, y_prob, "y_prob", classes)
-    ax = _new_ax(ax, (6.5, 5.5))
-    for index, label in enumerate(classes):
-        reason = evaluation.undefined_reason(truth[:, index])
-        if reason:
-            _skipped_entry(ax, label, reason)
-            continue
-        metrics.RocCurveDisplay.from_predictions(
-            truth[:, index], probabilities[:, index], name=label, ax=ax,
-            curve_kwargs=_curve_style(index, len(classes)))
-    if micro_average and evaluation.undefined_reason(truth.ravel()) is None:
-        metrics.RocCurveDisplay.from_predictions(
-            truth.ravel(), probabilities.ravel(), name="micro-average", ax=ax,
-            curve_kwargs={"color": "black", "linestyle": "--", "linewidth": 2.2})
+    ax, classes = _per_class_curves(metrics.RocCurveDisplay, y_true, y_prob, classes, ax, micro_average)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1,
             label="chance (AUC = 0.50)")
     ax.set_xlim(-0.01, 1.01)
