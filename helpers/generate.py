@@ -18,7 +18,9 @@ images of a larger one.
 import colorsys
 import json
 import math
+import os
 import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -138,11 +140,27 @@ def ensure_dataset(preset, quick=QUICK):
     preset, _, _ = _validate(preset, 0, 1.0)
     scale = QUICK_SCALE if quick else 1.0
     out_dir = DATA_DIR / (f"{preset}-quick" if quick else preset)
-    marker = _read_json(out_dir / MARKER_COMPLETE) or {}
-    found = (marker.get("preset"), marker.get("seed"), marker.get("scale"), marker.get("version", 1))
-    if found == (preset, 0, scale, GENERATOR_VERSIONS[preset]):
+    wanted = (preset, 0, scale, GENERATOR_VERSIONS[preset])
+
+    def is_current():
+        marker = _read_json(out_dir / MARKER_COMPLETE) or {}
+        return (marker.get("preset"), marker.get("seed"), marker.get("scale"), marker.get("version", 1)) == wanted
+
+    if is_current():
         return out_dir
-    return make_dataset(preset, out_dir, seed=0, scale=scale)
+    # Generate beside the target and move it into place, so that two processes asking for the
+    # same missing dataset at once (two notebooks, a notebook and a test) never mix their files.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        make_dataset(preset, staging / out_dir.name, seed=0, scale=scale)
+        if not is_current():
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(staging / out_dir.name, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
 
 
 def fashion_counts(scale=1.0):
