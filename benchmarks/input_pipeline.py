@@ -31,7 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-# SOURCES B's augmentation, in ImageDataGenerator's units.
+# SOURCES B's augmentation, in ImageDataGenerator's units: the same values as
+# helpers.training.DEFAULT_AUGMENT, written out here because the Keras 2 child process
+# (method a) must not import helpers.training, which loads Keras 3.
 AUGMENT = {
     "rotation_range": 25,
     "width_shift_range": 0.1,
