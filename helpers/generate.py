@@ -81,7 +81,7 @@ VOC_ACTIONS = (
 
 _PRESET_IDS = {"fashion": 1, "scenes": 2}
 # Raised whenever a preset's drawing changes, so that ensure_dataset replaces older copies.
-GENERATOR_VERSIONS = {"fashion": 2, "scenes": 1}
+GENERATOR_VERSIONS = {"fashion": 3, "scenes": 1}
 
 
 # --------------------------------------------------------------------------- public API
@@ -169,18 +169,21 @@ def fashion_counts(scale=1.0):
     Parameters
     ----------
     scale : float, default 1.0
-        Multiplies the ~2,000 images of the full set; every folder keeps at least one image.
+        Multiplies the 2,000 images of the full set; every folder keeps at least one image.
 
     Returns
     -------
     dict
         Folder name → number of images.
     """
-    total = sum(FASHION_SOURCE_COUNTS.values())
-    return {
-        name: max(1, round(count * FASHION_IMAGES * scale / total))
-        for name, count in FASHION_SOURCE_COUNTS.items()
-    }
+    source_total = sum(FASHION_SOURCE_COUNTS.values())
+    quotas = {name: count * FASHION_IMAGES * scale / source_total for name, count in FASHION_SOURCE_COUNTS.items()}
+    counts = {name: math.floor(quota) for name, quota in quotas.items()}
+    # Largest remainders get the images rounding down left over, so the total is exact.
+    left = round(FASHION_IMAGES * scale) - sum(counts.values())
+    for name in sorted(quotas, key=lambda n: counts[n] - quotas[n])[:left]:
+        counts[name] += 1
+    return {name: max(1, count) for name, count in counts.items()}
 
 
 # --------------------------------------------------------------------------- validation and files

@@ -59,11 +59,11 @@ def test_fashion_folders_and_counts(tiny):
 @pytest.mark.parametrize("scale", [0.25, 1.0])
 def test_fashion_counts_are_proportional_to_the_source(scale):
     counts = fashion_counts(scale)
-    assert abs(sum(counts.values()) - generate.FASHION_IMAGES * scale) <= 6
+    assert sum(counts.values()) == round(generate.FASHION_IMAGES * scale)
     source_total = sum(generate.FASHION_SOURCE_COUNTS.values())
     for folder, count in counts.items():
         share = generate.FASHION_SOURCE_COUNTS[folder] / source_total
-        assert count == pytest.approx(share * generate.FASHION_IMAGES * scale, abs=0.51)
+        assert abs(count - share * generate.FASHION_IMAGES * scale) < 1
     assert counts["white_shoe"] > counts["white_bag"] > counts["black_shoe"] > counts["red_shirt"]
 
 
