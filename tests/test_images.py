@@ -6,7 +6,7 @@ import pytest
 from conftest import ODD_IMAGES, make_exif_rotated_jpeg
 from PIL import Image
 
-from helpers.images import IMAGE_EXTENSIONS, ImageError, read_header, read_image
+from helpers.images import IMAGE_EXTENSIONS, ImageError, read_header, read_image, resize
 
 GOOD = [name for name, (ok, *_rest) in ODD_IMAGES.items() if ok]
 BAD = {
@@ -123,3 +123,30 @@ def test_bad_target_size_is_a_value_error(odd_images_dir, target_size):
 
 def test_image_extensions_are_lower_case_with_dot():
     assert all(ext.startswith(".") and ext == ext.lower() for ext in IMAGE_EXTENSIONS)
+
+
+def test_resize_averages_areas_when_shrinking():
+    image = np.arange(36, dtype=np.float32).reshape(6, 6, 1)
+    halved = resize(image, (3, 3))
+    np.testing.assert_allclose(halved[..., 0], image[..., 0].reshape(3, 2, 3, 2).mean(axis=(1, 3)))
+    # 3 -> 2 pixels: each output pixel covers 1.5 input pixels, the middle one split in half.
+    row = np.array([[[0.0], [30.0], [90.0]]], dtype=np.float32)
+    np.testing.assert_allclose(resize(row, (1, 2))[0, :, 0], [(0 + 15) / 1.5, (15 + 90) / 1.5])
+
+
+def test_resize_interpolates_when_enlarging_and_mixes_per_axis():
+    row = np.array([[[0], [100]]], dtype=np.uint8)
+    # Pixel centres: outputs at 0.25 and 1.25 of the input spacing, edges repeated.
+    np.testing.assert_array_equal(resize(row, (1, 4))[0, :, 0], [0, 25, 75, 100])
+    tall = np.repeat(np.array([[[0], [100]]], dtype=np.uint8), 4, axis=0)  # 4 high, 2 wide
+    mixed = resize(tall, (2, 4))  # shrink the height, enlarge the width
+    np.testing.assert_array_equal(mixed[:, :, 0], [[0, 25, 75, 100]] * 2)
+
+
+def test_resize_keeps_dtype_channels_and_same_size_copies():
+    image = np.random.default_rng(0).integers(0, 256, (10, 7, 3), dtype=np.uint8)
+    same = resize(image, (10, 7))
+    np.testing.assert_array_equal(same, image)
+    assert same is not image
+    assert resize(image, (4, 5)).shape == (4, 5, 3) and resize(image, (4, 5)).dtype == np.uint8
+    assert resize(image[..., :1], (20, 3)).shape == (20, 3, 1)

@@ -8,6 +8,8 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
+import keras  # noqa: E402
+
 from helpers import images, pipeline  # noqa: E402
 from helpers.labels import LabelVocabulary  # noqa: E402
 
@@ -338,15 +340,69 @@ def test_fused_and_stock_zoom_agree(zoom_range):
     assert np.abs(np.asarray(fused) - smooth).max() > 0.1
 
 
-def test_shear_is_horizontal_and_centred():
-    lines = np.zeros((1, 21, 21, 1), dtype="float32")
-    lines[0, :, 10] = 1  # vertical line
-    layer = pipeline.RandomAffine(shear_range=30, fill_mode="constant", seed=0)
-    sheared = np.asarray(layer(lines, training=True))[0, :, :, 0]
-    columns = sheared.argmax(axis=1)
-    assert columns[10] == 10  # centre row does not move
-    assert abs(int(columns[0]) - int(columns[20])) >= 6  # top and bottom move apart: a slant
-    np.testing.assert_array_equal(np.asarray(layer(lines, training=False)), lines)
+def _keras_affine(batch, augment, seed):
+    return np.asarray(pipeline.augmentation(augment, seed=seed)(batch, training=True))
+
+
+@pytest.mark.parametrize("augmenter", [_keras_affine, pipeline.augment_images], ids=["keras", "opencv"])
+def test_shear_is_horizontal_and_centred(augmenter):
+    lines = np.zeros((16, 21, 21, 1), dtype="float32")
+    lines[:, :, 10] = 1  # vertical line
+    sheared = augmenter(lines, {"shear_range": 30, "fill_mode": "constant"}, seed=0)[..., 0]
+    columns = sheared.argmax(axis=2)
+    assert (columns[:, 10] == 10).all()  # centre row does not move
+    slants = np.abs(columns[:, 0].astype(int) - columns[:, 20])
+    assert slants.max() >= 6  # top and bottom move apart: a slant (20 tan 30° = 11.5 at most)
+    assert slants.max() <= 12
+
+
+def test_opencv_warp_matches_keras_affine_transform():
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.random((8, 6, 6, 3)), np.ones((1, 8, 8, 1))).astype("float32")
+    params = pipeline._parse_augment(
+        {"rotation_range": 40, "width_shift_range": 0.2, "height_shift_range": 0.1,
+         "shear_range": 20, "zoom_range": 0.3, "horizontal_flip": True}
+    )
+    matrices = pipeline.affine_matrices(np, rng.random((8, 8)), params, 48, 48).astype("float32")
+    for fill_mode in pipeline.FILL_MODES:
+        ours = pipeline.warp_affine(smooth, matrices, fill_mode=fill_mode, cval=0.5)
+        projective = np.concatenate([matrices, np.zeros((8, 2), "float32")], axis=1)
+        keras_out = np.asarray(keras.ops.image.affine_transform(
+            smooth, projective, fill_mode=fill_mode, fill_value=0.5))
+        assert ours.shape == smooth.shape and ours.dtype == np.float32
+        differ = np.abs(ours - keras_out) > 1e-4
+        if fill_mode == "wrap":
+            # TensorFlow (like SciPy's "wrap") repeats with a period one pixel short
+            # of the image; OpenCV tiles the image. They differ along the seams only.
+            assert differ.mean() < 0.05
+        else:
+            assert not differ.any(), fill_mode
+
+
+def test_augment_images_is_repeatable_and_checks_its_arguments():
+    batch = np.random.default_rng(2).random((4, 16, 16, 3)).astype("float32")
+    one = pipeline.augment_images(batch, AUGMENT, seed=5)
+    np.testing.assert_array_equal(one, pipeline.augment_images(batch, AUGMENT, seed=5))
+    assert np.abs(one - pipeline.augment_images(batch, AUGMENT, seed=6)).mean() > 0.02
+    np.testing.assert_array_equal(pipeline.augment_images(batch, {"zoom_range": 0}), batch)
+    with pytest.raises(ValueError, match="brightness_range"):
+        pipeline.augment_images(batch, {"brightness_range": [0.8, 1.2]})
+    with pytest.raises(ValueError, match="expected \\(batch, height, width"):
+        pipeline.augment_images(batch[0], AUGMENT)
+
+
+def test_pipeline_augmentation_is_repeatable_with_a_seed(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    frame = pd.DataFrame({"filename": [str(tmp_path / f"{i}.png") for i in range(12)], "labels": [["a"]] * 12})
+    runs = [
+        concatenated(pipeline.dataset_from_dataframe(
+            frame, target_size=(32, 32), batch_size=4, shuffle=True, seed=seed, augment=AUGMENT))[0]
+        for seed in (3, 3, 4)
+    ]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.abs(runs[0] - runs[2]).mean() > 0.02
 
 
 def test_fused_flip_mirrors_exactly():
@@ -382,3 +438,12 @@ def test_random_affine_survives_a_keras_file(tmp_path):
     loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
     assert [type(layer).__name__ for layer in loaded.layers[0].layers] == ["RandomAffine"]
     assert loaded.layers[0].layers[0].get_config()["rotation_range"] == 30
+
+
+@pytest.mark.parametrize("size", [(97, 131), (64, 64), (40, 70), (200, 30), (17, 23)])
+def test_tensorflow_resize_matches_images_resize(size):
+    image = np.random.default_rng(sum(size)).integers(0, 256, (*size, 3), dtype=np.uint8)
+    for target in [(64, 64), (48, 80)]:
+        shrinks = (size[0] >= target[0], size[1] >= target[1])
+        ours = pipeline._tf_resize(image, target, *shrinks).numpy().astype(int)
+        np.testing.assert_allclose(ours, images.resize(image, target), atol=1, err_msg=f"{size} -> {target}")
