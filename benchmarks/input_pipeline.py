@@ -3,7 +3,8 @@
 Speed: images per second on the same JPEGs at the same size with the same
 augmentation, for (a) ``ImageDataGenerator.flow_from_dataframe`` (Keras 2, from the
 ``tf_keras`` package), (b) our pipeline's first epoch (decoding from disk) and (c)
-its later epochs (decoded images cached in memory).
+its later epochs (decoded images cached in memory); (b) and (c) again with the Keras
+``RandomAffine`` layer doing the augmentation instead of OpenCV.
 
 Memory: peak resident memory (RSS) of loading every image into one float64 array,
 as SOURCES B and D do, against streaming with our pipeline, at 1x and 4x the
@@ -87,15 +88,20 @@ def child_keras2_speed(spec):
 
 
 def child_ours_speed(spec):
-    """(b) and (c): our pipeline, first epoch from disk, later epochs from the memory cache."""
-    from helpers.pipeline import dataset_from_dataframe
+    """(b) and (c): our pipeline, first epoch from disk, later epochs from the memory cache.
+
+    With ``spec["keras_layers"]`` the augmentation is the Keras ``RandomAffine`` layer
+    (``augment=augmentation(AUGMENT)``) instead of the pipeline's OpenCV path.
+    """
+    from helpers.pipeline import augmentation, dataset_from_dataframe
 
     frame = _read_frame(spec)
     size = (spec["target_size"], spec["target_size"])
     start = time.perf_counter()
+    augment = augmentation(AUGMENT, seed=42) if spec.get("keras_layers") else AUGMENT
     dataset = dataset_from_dataframe(
         frame, target_size=size, batch_size=spec["batch_size"], shuffle=True, seed=42,
-        augment=AUGMENT, cache=True,
+        augment=augment, cache=True,
     )
     setup = time.perf_counter() - start
     epochs, cpu = [], []
@@ -201,6 +207,8 @@ def speed_table(results, spreads, n_images, size):
         ("a2", "(a) with `interpolation=\"box\"` (averages areas, like ours)"),
         ("b", "(b) ours, first epoch (decode from disk)"),
         ("c", "(c) ours, later epochs (memory cache)"),
+        ("bk", "(b) with the Keras `RandomAffine` layer as `augment`"),
+        ("ck", "(c) with the Keras `RandomAffine` layer as `augment`"),
     ):
         if key not in results:
             lines.append(f"| {label} | – | not run | – | – | – | – |")
@@ -269,7 +277,7 @@ def main(argv=None):
         if not have_tf_keras:
             print("tf_keras not found: (a) is skipped; see benchmarks/README.md", file=sys.stderr)
 
-        runs = {"a": [], "a2": [], "b": [], "c": []}
+        runs = {"a": [], "a2": [], "b": [], "c": [], "bk": [], "ck": []}
         for repeat in range(args.repeats):
             # Alternate the methods so a busy machine slows them alike.
             if have_tf_keras:
@@ -280,6 +288,9 @@ def main(argv=None):
             result = run_child("ours_speed", spec)
             runs["b"].append((result["setup_s"], result["epochs"][0], result["cpu"][0]))
             runs["c"].append((0.0, statistics.median(result["epochs"][1:]), statistics.median(result["cpu"][1:])))
+            result = run_child("ours_speed", dict(spec, keras_layers=True))
+            runs["bk"].append((result["setup_s"], result["epochs"][0], result["cpu"][0]))
+            runs["ck"].append((0.0, statistics.median(result["epochs"][1:]), statistics.median(result["cpu"][1:])))
             print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
         medians = {
             key: tuple(statistics.median(run[i] for run in values) for i in range(3))
