@@ -6,13 +6,16 @@ Prints one line per notebook with its time, and the total.
 """
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
+from traitlets.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -24,8 +27,17 @@ def newest_mtime(paths):
 
 def execute(notebook_path, output_dir, timeout):
     notebook = nbformat.read(notebook_path, as_version=4)
+    # IPC sockets: a kernel on TCP (the default) warns that anyone on the machine could listen.
+    # They are named after the connection file, given as an absolute path because the kernel
+    # starts in the notebook's folder. Given as configuration rather than a kernel manager of
+    # our own, so that nbclient still shuts the kernel down.
+    socket_dir = tempfile.mkdtemp(prefix="kernel-")
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.connection_file = os.path.join(socket_dir, "kernel.json")
     client = NotebookClient(
         notebook,
+        config=config,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(notebook_path.parent)}},
@@ -39,6 +51,7 @@ def execute(notebook_path, output_dir, timeout):
         executed_path = executed_path.with_suffix(".failed.ipynb")
         raise
     finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
         nbformat.write(notebook, executed_path)
         html, _ = HTMLExporter().from_notebook_node(notebook)
         executed_path.with_suffix(".html").write_text(html, encoding="utf-8")
