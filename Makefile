@@ -1,12 +1,14 @@
 # Two commands do everything on a fresh machine:
 #   make run    set up, generate the embedded data, execute every notebook into outputs/
 #   make test   set up, run all tests (notebooks included, in quick mode)
-# `make run QUICK=1` runs the same notebooks on fewer images and epochs.
+# `make run QUICK=1` runs the same notebooks on fewer images and epochs;
+# `make run FORCE=1` re-executes notebooks that look up to date (after changing the data).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 QUICK ?= 0
+FORCE ?= 0
 STAMP := $(VENV)/.installed
 
 .PHONY: setup data run test lab bench clean
@@ -23,7 +25,7 @@ data: setup
 	QUICK=$(QUICK) $(PY) -c "from helpers.generate import ensure_dataset; [print(ensure_dataset(p)) for p in ('fashion', 'scenes')]"
 
 run: data
-	QUICK=$(QUICK) $(PY) tools/run_notebooks.py
+	QUICK=$(QUICK) $(PY) tools/run_notebooks.py $(if $(filter 1,$(FORCE)),--force)
 
 test: setup
 	$(PY) -m pytest
