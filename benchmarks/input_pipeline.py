@@ -285,12 +285,12 @@ def main(argv=None):
                 runs["a"].append((result["setup_s"], statistics.median(result["epochs"]), statistics.median(result["cpu"])))
                 result = run_child("keras2_speed", dict(spec, interpolation="box"), args.tf_keras_path)
                 runs["a2"].append((result["setup_s"], statistics.median(result["epochs"]), statistics.median(result["cpu"])))
-            result = run_child("ours_speed", spec)
-            runs["b"].append((result["setup_s"], result["epochs"][0], result["cpu"][0]))
-            runs["c"].append((0.0, statistics.median(result["epochs"][1:]), statistics.median(result["cpu"][1:])))
-            result = run_child("ours_speed", dict(spec, keras_layers=True))
-            runs["bk"].append((result["setup_s"], result["epochs"][0], result["cpu"][0]))
-            runs["ck"].append((0.0, statistics.median(result["epochs"][1:]), statistics.median(result["cpu"][1:])))
+            for suffix, keras_layers in (("", False), ("k", True)):
+                result = run_child("ours_speed", dict(spec, keras_layers=keras_layers))
+                runs["b" + suffix].append((result["setup_s"], result["epochs"][0], result["cpu"][0]))
+                runs["c" + suffix].append(
+                    (0.0, statistics.median(result["epochs"][1:]), statistics.median(result["cpu"][1:]))
+                )
             print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
         medians = {
             key: tuple(statistics.median(run[i] for run in values) for i in range(3))
