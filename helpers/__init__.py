@@ -1,16 +1,89 @@
 """Helpers for the multi-label image classification tutorial series.
 
-Modules are imported on demand (``from helpers import data``) so that the CLI's
-light commands, such as ``scan``, start without loading TensorFlow.
+One module per stage of the data flow; a module imports only modules above it in this list
+(``tests/test_structure.py`` checks it, imports inside functions included):
+
+======================  ===============================================================
+``fileio``              atomic writes, strict JSON
+``images``              one image file → RGB pixels (EXIF, every mode, resize)
+``data``                a layout on disk (folders, VOC XML, CSV) → DataFrame
+``scan``                DataFrame → label statistics, image sizes, audit
+``labels``              label vocabulary: label lists ↔ multi-hot rows; the task
+``splits``              train / validation / test splits (stratified, grouped)
+``augment``             ImageDataGenerator-style augmentation for Keras 3
+``pipeline``            DataFrame → ``tf.data`` batches
+``evaluation``          truth + probabilities → metrics, thresholds (NumPy only)
+``imbalance``           class and positive weights, weighted losses, priors
+``models``              model builders (MLP, SmallVGGNet, ResNet50, VGG16)
+``artefacts``           the model folder: save, load, validate, splits.csv, history
+``predict``             a model → probabilities and labels (dataset, split, files)
+``training``            compile, callbacks (validation uses ``predict``)
+``plots``               figures in scikit-learn's Display style
+``generate``            the embedded datasets
+``workflows``           train-and-save, evaluate a model folder
+``notebook``            a notebook's setup: output folder, quiet logs, plot style
+``cli``                 ``python -m helpers`` / ``helpers``
+======================  ===============================================================
+
+Modules are imported on demand (``from helpers import data``), so the CLI's light commands,
+such as ``scan``, start without loading TensorFlow.
 """
 import os
+import sys
+import warnings
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
-OUTPUTS_DIR = REPO_ROOT / "outputs"
+# The embedded datasets and every output live beside the package unless told otherwise.
+DATA_DIR = Path(os.environ.get("HELPERS_DATA_DIR") or REPO_ROOT / "data")
+OUTPUTS_DIR = Path(os.environ.get("HELPERS_OUTPUTS_DIR") or REPO_ROOT / "outputs")
 
 # The one switch for quick runs: same code path, fewer images and epochs.
 QUICK = os.environ.get("QUICK", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message, category=UserWarning):
+    """``warnings.warn`` pointing at the first caller outside this package (your code's line).
+
+    Parameters
+    ----------
+    message : str
+    category : type, default UserWarning
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def moved_names(module, moves):
+    """A module ``__getattr__`` that names the new home of a function that moved.
+
+    Parameters
+    ----------
+    module : str
+        The old module's ``__name__``.
+    moves : dict
+        Old name → where it is now (``"helpers.workflows.train_from_source"``).
+
+    Returns
+    -------
+    callable
+        Assign it to the old module's ``__getattr__``: ``from old import name`` then fails
+        with an ``ImportError`` that says where ``name`` went.
+    """
+
+    def __getattr__(name):
+        if name in moves:
+            raise ImportError(
+                f"{module}.{name} has moved to {moves[name]}; import it from there "
+                "(see 'Changes' in the README)"
+            )
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -1,4 +1,4 @@
-"""Command-line interface: ``python -m helpers COMMAND ...``.
+"""Command-line interface: ``helpers COMMAND ...`` (or ``python -m helpers COMMAND ...``).
 
 Commands: make-data, scan, audit, train, predict, evaluate. Each prints a human-readable
 report by default and one JSON document with ``--format json``. Errors a user can fix
@@ -8,7 +8,6 @@ and exit code 2, never a traceback.
 import argparse
 import csv
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -16,27 +15,11 @@ from pathlib import Path
 from helpers.data import LAYOUTS
 
 
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def _clean_floats(value):
-    """Replace NaN and infinity by None so the output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _clean_floats(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean_floats(item) for item in value]
-    return value
-
-
 def print_json(document):
-    print(json.dumps(_clean_floats(document), indent=2, default=_json_default))
+    """Print ``document`` as indented strict JSON (NaN and infinity as null)."""
+    from helpers.fileio import dumps
+
+    print(dumps(document))
 
 
 def add_dataset_options(parser):
@@ -151,7 +134,7 @@ def command_audit(args):
 
 
 def command_train(args):
-    from helpers.training import train_from_source
+    from helpers.workflows import train_from_source
 
     train_from_source(
         args.source,
@@ -213,7 +196,7 @@ def command_predict(args):
 
 
 def command_evaluate(args):
-    from helpers.predict import evaluate_model_dir
+    from helpers.workflows import evaluate_model_dir
 
     report = evaluate_model_dir(
         args.model_dir,
@@ -247,7 +230,7 @@ def command_evaluate(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     make_data = commands.add_parser("make-data", help="generate an embedded dataset (offline, deterministic)")

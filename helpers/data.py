@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers import warn
 from helpers.images import IMAGE_EXTENSIONS
 
 LAYOUTS = ("auto", "folders", "split-folders", "voc", "csv")
@@ -52,7 +53,7 @@ def _frame(filenames, labels, directory, layout, skipped, **columns):
 def _skip(skipped, path, reason):
     """Record an input the loader leaves out, and say so once."""
     skipped.append({"path": str(path), "reason": reason})
-    warnings.warn(f"skipped {path}: {reason}", stacklevel=3)
+    warn(f"skipped {path}: {reason}")
 
 
 def _clean_labels(labels):
@@ -123,11 +124,9 @@ def load_folders(directory):
     labels = [[folder] if folder else [] for folder in folders]
     n_unlabelled = folders.count("")
     if n_unlabelled and n_unlabelled < len(paths):
-        warnings.warn(
+        warn(
             f"{n_unlabelled} image(s) directly inside {directory} are in no class folder; "
-            "they get no label",
-            stacklevel=2,
-        )
+            "they get no label")
     return _frame(paths, labels, directory, "folders", [], folder=folders)
 
 

@@ -1,24 +1,26 @@
-"""Evaluate multi-label predictions: per-class metrics, averages, thresholds, error tables.
+"""Evaluate predictions: per-class metrics, averages, thresholds, curves, error tables.
 
 Everything starts from two arrays of shape ``(n_samples, n_classes)``: the multi-hot truth
-(0/1) and the predicted probabilities (one sigmoid per class). Every metric scikit-learn has is
-computed by scikit-learn; this module only arranges the calls, handles classes whose metric is
-undefined (a class with no positive, or no negative, example), and shapes the results as
-DataFrames for notebooks and as JSON-able dicts for the CLI.
+(0/1) and the predicted probabilities (one sigmoid per class, or a softmax for a multi-class
+model). Every metric scikit-learn has is computed by scikit-learn; this module only arranges
+the calls, handles classes whose metric is undefined (a class with no positive, or no
+negative, example), and shapes the results as DataFrames for notebooks and as JSON-able
+dicts for the CLI. :func:`apply_thresholds` is the one way probabilities become decisions.
 
-No TensorFlow here: evaluation works on NumPy arrays.
+No TensorFlow here: evaluation works on NumPy arrays. ``helpers.predict`` makes the arrays
+from a model folder (``predict_split``).
 """
-import math
-import os
-import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from helpers import REPO_ROOT
+from helpers import moved_names, warn
+from helpers.fileio import to_jsonable
+from helpers.labels import check_task
 
 AVERAGES = ("micro", "macro", "weighted", "samples")
+THRESHOLD_AVERAGES = ("micro", "macro", "weighted")
 OBJECTIVES = ("f1", "precision", "recall")
 ERROR_KINDS = ("false_positive", "false_negative")
 DEFAULT_THRESHOLD = 0.5
@@ -107,23 +109,78 @@ def undefined_reason(column):
 
 
 # --------------------------------------------------------------------------- thresholds
-def apply_thresholds(y_prob, thresholds=DEFAULT_THRESHOLD):
-    """Turn probabilities into 0/1 predictions, one threshold per class (``prob >= threshold``).
+def apply_thresholds(y_prob, thresholds=DEFAULT_THRESHOLD, task="multi_label"):
+    """Turn probabilities into 0/1 decisions: ``prob >= threshold`` per class, or the argmax.
 
     Parameters
     ----------
     y_prob : array-like (n_samples, n_classes)
         Predicted probabilities.
     thresholds : float or array-like (n_classes,), default=0.5
-        One threshold for every class, or one per class.
+        One threshold for every class, or one per class (multi-label).
+    task : {"multi_label", "multi_class"}, default="multi_label"
+        A multi-class model decides for its most probable class (``thresholds`` unused).
 
     Returns
     -------
     np.ndarray of int, shape (n_samples, n_classes)
     """
     probabilities = _check_probabilities(y_prob)
+    if check_task(task) == "multi_class":
+        decisions = np.zeros(probabilities.shape, dtype=int)
+        decisions[np.arange(len(probabilities)), probabilities.argmax(axis=1)] = 1
+        return decisions
     values = _check_thresholds(thresholds, probabilities.shape[1])
     return (probabilities >= values).astype(int)
+
+
+def as_multi_hot(y_true, n_classes):
+    """Class indices ``(n,)`` or one-hot/multi-hot rows ``(n, n_classes)`` as 0/1 rows.
+
+    Parameters
+    ----------
+    y_true : array-like
+    n_classes : int
+
+    Returns
+    -------
+    np.ndarray of int, shape (n, n_classes)
+    """
+    y_true = np.asarray(y_true)
+    if y_true.ndim == 1 or (y_true.ndim == 2 and y_true.shape[1] == 1 and n_classes > 1):
+        return np.eye(n_classes, dtype=int)[y_true.reshape(-1).astype(int)]
+    return (y_true >= 0.5).astype(int)
+
+
+def threshold_metrics(y_true, y_prob, task="multi_label", thresholds=DEFAULT_THRESHOLD, prefix=""):
+    """Precision, recall and F1 (micro, macro, weighted) of the decisions, as flat keys.
+
+    What ``helpers.training.MetricsCallback`` writes into the Keras logs each epoch.
+
+    Parameters
+    ----------
+    y_true : array-like (n, n_classes) multi-hot, or (n,) class indices
+    y_prob : array-like (n, n_classes)
+    task : {"multi_label", "multi_class"}
+    thresholds : float or array-like (n_classes,)
+    prefix : str
+        Put in front of every key, e.g. ``"val_"``.
+
+    Returns
+    -------
+    dict like ``{"val_f1_micro": 0.91, "val_precision_micro": ..., ...}``
+    """
+    probabilities = _check_probabilities(y_prob)
+    truth = as_multi_hot(y_true, probabilities.shape[1])
+    decisions = apply_thresholds(probabilities, thresholds, task)
+    values = {}
+    for average in THRESHOLD_AVERAGES:
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            truth, decisions, average=average, zero_division=0)
+        values[f"{prefix}f1_{average}"] = float(f1)
+        values[f"{prefix}precision_{average}"] = float(precision)
+        values[f"{prefix}recall_{average}"] = float(recall)
+    return values
 
 
 def threshold_curve(y_true, y_prob):
@@ -222,9 +279,9 @@ def tune_thresholds(y_true, y_prob, objective="f1", target=None, default=DEFAULT
                 best = int(reached[0])
             else:
                 best = int(curve["precision"].to_numpy().argmax())
-                warnings.warn(f"{names[column]}: no threshold reaches precision {target}; "
+                warn(f"{names[column]}: no threshold reaches precision {target}; "
                               f"using the most precise one "
-                              f"({curve['precision'].iloc[best]:.3f})", stacklevel=2)
+                              f"({curve['precision'].iloc[best]:.3f})")
         else:
             kept = np.flatnonzero(curve["recall"].to_numpy() >= target)
             best = int(kept[-1])  # the lowest threshold has recall 1, so `kept` is never empty
@@ -249,7 +306,8 @@ def _threshold_free(truth, probabilities, classes):
     return average_precision, roc_auc, notes
 
 
-def classification_table(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
+def classification_table(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD,
+                         task="multi_label"):
     """Per-class precision, recall, F1, support, average precision and ROC-AUC.
 
     Parameters
@@ -262,6 +320,9 @@ def classification_table(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
         Class names, one per column.
     thresholds : float or array-like (n_classes,), default=0.5
         Thresholds turning probabilities into predictions.
+    task : {"multi_label", "multi_class"}, default="multi_label"
+        How probabilities become decisions (see :func:`apply_thresholds`); average precision
+        and ROC-AUC always come from the probabilities.
 
     Returns
     -------
@@ -274,7 +335,7 @@ def classification_table(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
     """
     truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
     threshold_values = _check_thresholds(thresholds, truth.shape[1])
-    predictions = apply_thresholds(probabilities, threshold_values)
+    predictions = apply_thresholds(probabilities, threshold_values, task)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         truth, predictions, average=None, zero_division=0)
     average_precision, roc_auc, notes = _threshold_free(truth, probabilities, classes)
@@ -292,7 +353,7 @@ def classification_table(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
     return table
 
 
-def summary(y_true, y_prob, thresholds=DEFAULT_THRESHOLD):
+def summary(y_true, y_prob, thresholds=DEFAULT_THRESHOLD, task="multi_label"):
     """Averaged metrics over all classes and samples.
 
     Parameters
@@ -303,6 +364,8 @@ def summary(y_true, y_prob, thresholds=DEFAULT_THRESHOLD):
         Predicted probabilities.
     thresholds : float or array-like (n_classes,), default=0.5
         Thresholds turning probabilities into predictions.
+    task : {"multi_label", "multi_class"}, default="multi_label"
+        How probabilities become decisions (see :func:`apply_thresholds`).
 
     Returns
     -------
@@ -314,7 +377,7 @@ def summary(y_true, y_prob, thresholds=DEFAULT_THRESHOLD):
         (share of wrong sample-label cells), ``n_samples``, ``n_classes``.
     """
     truth, probabilities, _ = _check_pair(y_true, y_prob, "y_prob")
-    predictions = apply_thresholds(probabilities, thresholds)
+    predictions = apply_thresholds(probabilities, thresholds, task)
     result = {}
     for average in AVERAGES:
         precision, recall, f1, _ = metrics.precision_recall_fscore_support(
@@ -344,19 +407,7 @@ def summary(y_true, y_prob, thresholds=DEFAULT_THRESHOLD):
     return result
 
 
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, (np.integer, bool, np.bool_)):
-        return value.item() if hasattr(value, "item") else value
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value
-
-
-def evaluation_report(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
+def evaluation_report(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD, task="multi_label"):
     """Everything :func:`classification_table` and :func:`summary` say, as a JSON-able dict.
 
     Parameters
@@ -369,6 +420,8 @@ def evaluation_report(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
         Class names, one per column.
     thresholds : float or array-like (n_classes,), default=0.5
         Thresholds turning probabilities into predictions.
+    task : {"multi_label", "multi_class"}, default="multi_label"
+        How probabilities become decisions (see :func:`apply_thresholds`).
 
     Returns
     -------
@@ -378,18 +431,27 @@ def evaluation_report(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD):
         "weighted": {...}, "samples": {...}, "mAP", "subset_accuracy", "hamming_loss",
         "n_samples", "n_classes", "thresholds": {label: float}}``; undefined values are None.
     """
-    table = classification_table(y_true, y_prob, classes, thresholds)
+    table = classification_table(y_true, y_prob, classes, thresholds, task)
     report = {"per_class": {
         label: {key: row[key] for key in ("precision", "recall", "f1", "support", "predicted",
                                            "average_precision", "roc_auc", "note")}
         for label, row in table.iterrows()
     }}
-    report.update(summary(y_true, y_prob, table["threshold"].to_numpy()))
+    report.update(summary(y_true, y_prob, table["threshold"].to_numpy(), task))
     report["thresholds"] = dict(zip(table.index, table["threshold"]))
-    return _json_ready(report)
+    return to_jsonable(report)
 
 
 # --------------------------------------------------------------------------- errors
+def _mistakes(truth, predictions, kind):
+    """Boolean matrix of the (sample, class) cells that are errors of ``kind``."""
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"kind: expected one of {ERROR_KINDS}, got {kind!r}")
+    if kind == "false_positive":
+        return (predictions == 1) & (truth == 0)
+    return (predictions == 0) & (truth == 1)
+
+
 def _label_lists(matrix, classes):
     return [[classes[column] for column in np.flatnonzero(row)] for row in matrix]
 
@@ -423,12 +485,8 @@ def worst_errors(y_true, y_prob, classes, kind="false_positive", n=None,
         ``predicted_labels`` (lists), one row per error.
     """
     truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
-    if kind not in ERROR_KINDS:
-        raise ValueError(f"kind: expected one of {ERROR_KINDS}, got {kind!r}")
     predictions = apply_thresholds(probabilities, thresholds)
-    wrong = (predictions == 1) & (truth == 0) if kind == "false_positive" else \
-        (predictions == 0) & (truth == 1)
-    samples, columns = np.nonzero(wrong)
+    samples, columns = np.nonzero(_mistakes(truth, predictions, kind))
     scores = probabilities[samples, columns]
     order = np.argsort(-scores if kind == "false_positive" else scores, kind="stable")
     true_lists = _label_lists(truth, classes)
@@ -475,12 +533,8 @@ def error_pairs(y_true, y_pred, classes, kind="false_positive"):
         with no such label at all. Cell = number of images.
     """
     truth, predictions, classes = _check_pair(y_true, y_pred, "y_pred", classes)
-    if kind not in ERROR_KINDS:
-        raise ValueError(f"kind: expected one of {ERROR_KINDS}, got {kind!r}")
-    if kind == "false_positive":
-        wrong, context = (predictions == 1) & (truth == 0), truth
-    else:
-        wrong, context = (predictions == 0) & (truth == 1), predictions
+    wrong = _mistakes(truth, predictions, kind)
+    context = truth if kind == "false_positive" else predictions
     with_none = np.column_stack([context, ~context.any(axis=1)]).astype(int)
     counts = wrong.astype(int).T @ with_none
     return pd.DataFrame(counts, index=pd.Index(classes, name=kind.replace("_", " ")),
@@ -489,56 +543,105 @@ def error_pairs(y_true, y_pred, classes, kind="false_positive"):
                                          else "predicted label"))
 
 
-# --------------------------------------------------------------------------- saved models
-def _existing_path(path):
-    """``path`` as saved; relative paths that do not exist from here are tried from the repo."""
-    if os.path.isabs(path) or os.path.exists(path):
-        return path
-    candidate = REPO_ROOT / path
-    return str(candidate) if candidate.exists() else path
-
-
-def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
-    """Predict the images of one split saved with a model (its ``splits.csv``).
+def error_counts(y_true, y_pred, kind="false_positive"):
+    """Number of images with each label predicted but absent (or present but missed).
 
     Parameters
     ----------
-    model_dir : str or Path
-        Artefact folder written by ``helpers.training.train_from_source``.
-    split : {"train", "val", "test"}, default="test"
-        Which rows of ``splits.csv`` to predict.
-    batch_size : int, default=32
-        Images per prediction batch.
-    loaded : (keras.Model, dict), optional
-        ``helpers.training.load_artefacts(model_dir)`` already called, to load only once.
+    y_true, y_pred : array-like (n_samples, n_classes)
+        Multi-hot truth and 0/1 predictions.
+    kind : {"false_positive", "false_negative"}, default="false_positive"
+
+    Returns
+    -------
+    np.ndarray of int, shape (n_classes,)
+    """
+    truth, predictions, _ = _check_pair(y_true, y_pred, "y_pred")
+    return _mistakes(truth, predictions, kind).sum(axis=0).astype(int)
+
+
+# --------------------------------------------------------------------------- for plots
+def confusion_table(y_true, y_pred, classes):
+    """One 2×2 confusion matrix per class, as counts, with its precision, recall and F1.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_pred : array-like (n_samples, n_classes)
+        0/1 predictions (see :func:`apply_thresholds`).
+    classes : list of str
+        Class names, one per column.
+
+    Returns
+    -------
+    pd.DataFrame
+        Indexed by class: ``tn``, ``fp``, ``fn``, ``tp`` (scikit-learn's
+        ``multilabel_confusion_matrix``), ``precision``, ``recall``, ``f1`` (0 when
+        undefined) and ``support``.
+    """
+    truth, predictions, classes = _check_pair(y_true, y_pred, "y_pred", classes)
+    matrices = metrics.multilabel_confusion_matrix(truth, predictions)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, predictions, average=None, zero_division=0)
+    return pd.DataFrame({
+        "tn": matrices[:, 0, 0], "fp": matrices[:, 0, 1], "fn": matrices[:, 1, 0],
+        "tp": matrices[:, 1, 1], "precision": precision, "recall": recall, "f1": f1,
+        "support": support.astype(int),
+    }, index=pd.Index(classes, name="class"))
+
+
+CURVES = ("pr", "roc")
+
+
+def class_curves(y_true, y_prob, classes, kind="pr", micro_average=False):
+    """Precision-recall or ROC curve of every class, with its area and its chance level.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities.
+    classes : list of str
+        Class names, one per column.
+    kind : {"pr", "roc"}, default="pr"
+        ``"pr"``: recall on x, precision on y, area = average precision, chance = the
+        class's prevalence. ``"roc"``: false-positive rate on x, recall on y, area =
+        ROC-AUC, chance = 0.5.
+    micro_average : bool, default=False
+        Add a ``"micro-average"`` entry: every (sample, class) decision pooled.
 
     Returns
     -------
     dict
-        ``frame`` (DataFrame: ``filename``, ``split``, ``labels`` as lists), ``y_true``
-        (multi-hot int), ``y_prob``, ``classes`` and ``metadata`` (``labels.json``).
+        Class name → ``{"x", "y"}`` (arrays, ``None`` when undefined), ``"area"``,
+        ``"chance"``, ``"prevalence"``, ``"support"`` and ``"note"`` (why the curve is
+        undefined, or ``""``).
     """
-    from helpers import predict, training  # TensorFlow is needed here only
+    if kind not in CURVES:
+        raise ValueError(f"kind: expected one of {CURVES}, got {kind!r}")
+    truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
+    columns = [(label, truth[:, index], probabilities[:, index]) for index, label in enumerate(classes)]
+    if micro_average:
+        columns.append(("micro-average", truth.ravel(), probabilities.ravel()))
+    curves = {}
+    for label, column_truth, column_scores in columns:
+        prevalence = float(column_truth.mean()) if column_truth.size else float("nan")
+        entry = {"x": None, "y": None, "area": float("nan"),
+                 "chance": prevalence if kind == "pr" else 0.5, "prevalence": prevalence,
+                 "support": int(column_truth.sum()), "note": undefined_reason(column_truth) or ""}
+        if not entry["note"]:
+            if kind == "pr":
+                precision, recall, _ = metrics.precision_recall_curve(column_truth, column_scores)
+                entry.update(x=recall, y=precision,
+                             area=float(metrics.average_precision_score(column_truth, column_scores)))
+            else:
+                false_positive_rate, recall, _ = metrics.roc_curve(column_truth, column_scores)
+                entry.update(x=false_positive_rate, y=recall,
+                             area=float(metrics.roc_auc_score(column_truth, column_scores)))
+        curves[label] = entry
+    return curves
 
-    loaded = loaded or training.load_artefacts(model_dir)
-    splits = training.read_splits(model_dir)
-    if split not in set(splits["split"]):
-        raise ValueError(f"split: expected one of {sorted(set(splits['split']))} (the splits "
-                         f"in {model_dir}/splits.csv), got {split!r}")
-    frame = splits[splits["split"] == split].reset_index(drop=True)
-    paths = frame["absolute_path"] if "absolute_path" in frame else frame["filename"]
-    frame["filename"] = [_existing_path(path) for path in paths]
-    frame["labels"] = [value.split("|") if value else [] for value in frame["labels"]]
-    y_true, y_prob, read_paths, skipped = predict.predict_dataframe(loaded, frame, batch_size)
-    for item in skipped:
-        warnings.warn(f"{item['path']}: left out of the {split} split ({item['reason']})",
-                      stacklevel=2)
-    if skipped:
-        frame = frame[frame["filename"].isin(set(map(str, read_paths)))].reset_index(drop=True)
-    if len(frame) != len(y_true):
-        raise ValueError(f"{model_dir}: {len(y_true)} predictions for {len(frame)} images of "
-                         f"the {split} split; some images failed while decoding")
-    metadata = loaded[1]
-    return {"frame": frame, "y_true": np.asarray(y_true).round().astype(int),
-            "y_prob": np.asarray(y_prob, dtype=float), "classes": list(metadata["classes"]),
-            "metadata": metadata}
+
+__getattr__ = moved_names(__name__, {"predict_split": "helpers.predict.predict_split"})

@@ -6,6 +6,7 @@ rotated only on display) and the zoo of pixel modes (grayscale, palette, alpha,
 CMYK, 16-bit). Every failure becomes an ``ImageError`` with a short reason, so a
 caller can skip the file and say why.
 """
+import io
 import os
 
 import cv2
@@ -15,6 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 _EXIF_ORIENTATION = 0x0112
+_FILE_END = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}  # end marker of a complete file
+_TAIL_BYTES = 4096
 # Orientations 5-8 turn the picture by 90 degrees: displayed width is stored height.
 _SWAPPED_ORIENTATIONS = (5, 6, 7, 8)
 
@@ -57,16 +60,25 @@ def _reason(error):
     return f"cannot decode ({message})"
 
 
-def _open(path):
-    """Open ``path`` lazily (header only), raising ImageError with a clear reason."""
+def _source(path_or_bytes, name=None):
+    """``(what Pillow opens, the name used in messages)`` for a path or encoded bytes."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return io.BytesIO(path_or_bytes), name or "<bytes>"
+    return path_or_bytes, name or path_or_bytes
+
+
+def _open(path_or_bytes, name=None):
+    """Open a file or encoded bytes lazily (header only), raising ImageError with a clear reason."""
+    source, name = _source(path_or_bytes, name)
     try:
-        if os.path.getsize(path) == 0:
-            raise ImageError(path, "empty file")
-        return Image.open(path)
+        size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else os.path.getsize(source)
+        if size == 0:
+            raise ImageError(name, "empty file")
+        return Image.open(source)
     except ImageError:
         raise
     except Exception as error:  # Pillow raises many types; all mean "cannot read".
-        raise ImageError(path, _reason(error)) from error
+        raise ImageError(name, _reason(error)) from error
 
 
 def _orientation(image):
@@ -80,42 +92,73 @@ def _orientation(image):
         return 1
 
 
-def read_header(path):
+def read_header(path, name=None):
     """Read an image's size, mode and format from its header, without decoding pixels.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        Image file.
+    path : str, os.PathLike or bytes
+        Image file, or its encoded bytes (e.g. from a TFRecord shard).
+    name : str, optional
+        What to call it in error messages (default: the path).
 
     Returns
     -------
     dict
         ``width`` and ``height`` as displayed (swapped for EXIF orientations 5-8),
         ``mode`` (Pillow mode of the file, e.g. ``"RGB"``, ``"L"``, ``"CMYK"``,
-        ``"I;16"``) and ``format`` (e.g. ``"JPEG"``).
+        ``"I;16"``), ``format`` (e.g. ``"JPEG"``) and ``orientation`` (the EXIF
+        orientation tag, 1 when there is none).
 
     Raises
     ------
     ImageError
         If the file is missing, empty or not a recognisable image.
     """
-    image = _open(path)
+    image = _open(path, name)
     try:
         with image:
             width, height = image.size
-            if _orientation(image) in _SWAPPED_ORIENTATIONS:
+            orientation = _orientation(image)
+            if orientation in _SWAPPED_ORIENTATIONS:
                 width, height = height, width
             return {
                 "width": int(width),
                 "height": int(height),
                 "mode": image.mode,
                 "format": image.format,
+                "orientation": orientation,
             }
     except ImageError:
         raise
     except Exception as error:
-        raise ImageError(path, _reason(error)) from error
+        raise ImageError(_source(path, name)[1], _reason(error)) from error
+
+
+def is_complete(path_or_bytes, image_format):
+    """True when a JPEG ends with its end-of-image marker, or a PNG with its IEND chunk.
+
+    A download cut short lacks them, although its header reads fine.
+
+    Parameters
+    ----------
+    path_or_bytes : str, os.PathLike or bytes
+    image_format : str
+        ``"JPEG"`` or ``"PNG"`` (anything else counts as complete).
+
+    Returns
+    -------
+    bool
+    """
+    end = _FILE_END.get(image_format)
+    if end is None:
+        return True
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return end in bytes(path_or_bytes[-_TAIL_BYTES:])
+    with open(path_or_bytes, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - _TAIL_BYTES))
+        return end in handle.read()
 
 
 def _to_rgb(image):
@@ -184,13 +227,16 @@ def resize(array, target_size):
     return image.astype(array.dtype)
 
 
-def read_image(path, target_size=None):
+def read_image(path, target_size=None, name=None):
     """Decode an image file into an RGB ``uint8`` array, upright, optionally resized.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        Image file (JPEG, PNG, GIF, BMP...; the content decides, not the extension).
+    path : str, os.PathLike or bytes
+        Image file (JPEG, PNG, GIF, BMP...; the content decides, not the extension), or
+        its encoded bytes.
+    name : str, optional
+        What to call it in error messages (default: the path).
     target_size : tuple of int, optional
         ``(height, width)`` to resize to (see ``resize``; aspect ratio is not kept,
         as in Keras). ``None`` keeps the displayed size.
@@ -215,7 +261,7 @@ def read_image(path, target_size=None):
                 f"target_size must be (height, width) with positive integers, got {target_size!r}"
             )
         target_height, target_width = (int(v) for v in target_size)
-    image = _open(path)
+    image = _open(path, name)
     try:
         with image:
             if target_size is not None and image.format == "JPEG":
@@ -235,5 +281,5 @@ def read_image(path, target_size=None):
     except ImageError:
         raise
     except Exception as error:
-        raise ImageError(path, _reason(error)) from error
+        raise ImageError(_source(path, name)[1], _reason(error)) from error
     return np.ascontiguousarray(array)

@@ -18,11 +18,12 @@ The tools here address both, per label:
 Keras is imported at module import (the losses subclass ``keras.losses.Loss``);
 TensorFlow is imported only inside :func:`keras_class_weight_sample_weights`.
 """
-import warnings
 
 import keras
 import numpy as np
 from keras import ops
+
+from helpers import warn
 
 __all__ = [
     "label_matrix",
@@ -130,11 +131,9 @@ def class_weights(y, kind="source", classes=None):
     counts = matrix.sum(axis=0)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        warnings.warn(
+        warn(
             f"class_weights: class {_describe(names, empty)} has no positive label in y; "
-            "its count is taken as 1 to keep the weight finite",
-            stacklevel=2,
-        )
+            "its count is taken as 1 to keep the weight finite")
     total = counts.sum()
     if total == 0:
         raise ValueError("y: expected at least one positive label, got an all-zero matrix")
@@ -183,11 +182,9 @@ def positive_weights(y, clip=None, smoothing=0.0, classes=None):
             problems.append(f"no positive label for class {_describe(names, no_positive)}")
         if no_negative.size:
             problems.append(f"no negative label for class {_describe(names, no_negative)}")
-        warnings.warn(
+        warn(
             f"positive_weights: {'; '.join(problems)}; those classes get weight 1.0 "
-            "(pass smoothing > 0 to avoid this)",
-            stacklevel=2,
-        )
+            "(pass smoothing > 0 to avoid this)")
     weights = np.ones(matrix.shape[1])
     ok = ~degenerate
     weights[ok] = negatives[ok] / positives[ok]
@@ -558,10 +555,8 @@ def keras_class_weight_sample_weights(y, class_weight, path="array"):
         dataset = dataset.map(make_class_weight_map_fn(class_weight))
         return np.concatenate([sw.numpy() for _, _, sw in dataset]).astype("float32")
     except ImportError as error:
-        warnings.warn(
+        warn(
             f"keras_class_weight_sample_weights: Keras' own function is not importable "
-            f"({error}); using a re-implementation of its argmax rule",
-            stacklevel=2,
-        )
+            f"({error}); using a re-implementation of its argmax rule")
         classes = np.argmax(matrix, axis=-1) if matrix.shape[1] > 1 else np.round(matrix[:, 0])
         return np.array([class_weight.get(int(c), 1.0) for c in classes], dtype="float32")

@@ -10,6 +10,31 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "helpers.LabelVocabulary"
+# multi_label: any number of labels per image (sigmoid outputs, binary cross-entropy);
+# multi_class: exactly one (softmax outputs, categorical cross-entropy).
+TASKS = ("multi_label", "multi_class")
+
+
+def check_task(task):
+    """Raise ``ValueError`` unless ``task`` is one of ``TASKS``; return it."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return task
+
+
+def infer_task(label_lists):
+    """``"multi_class"`` when every image has exactly one label, else ``"multi_label"``.
+
+    Parameters
+    ----------
+    label_lists : iterable of list of str
+
+    Returns
+    -------
+    str
+    """
+    counts = [len(labels) for labels in to_label_lists(label_lists)]
+    return "multi_class" if counts and all(count == 1 for count in counts) else "multi_label"
 
 
 def to_label_lists(values, column="labels"):

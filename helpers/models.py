@@ -10,12 +10,13 @@ The output layer is the only thing that changes with the task:
 - multi-class: ``final_activation="softmax"`` (exactly one label per image).
 """
 import os
-import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers
+
+from helpers import warn
 
 FINAL_ACTIVATIONS = ("sigmoid", "softmax", "linear", None)
 
@@ -211,13 +212,11 @@ def resolve_weights(weights, architecture):
             if path.is_file():
                 return str(path), f"imagenet ({path})"
         expected = imagenet_cache_paths(architecture)[0]
-        warnings.warn(
+        warn(
             f"ImageNet weights for {architecture} are not in the Keras cache, so the model "
             f"starts from random weights (nothing is downloaded). To use them, download "
             f"{IMAGENET_WEIGHT_URLS[architecture]} on a machine with internet access and "
-            f"copy it to {expected} (or pass weights=<path to the file>).",
-            stacklevel=3,
-        )
+            f"copy it to {expected} (or pass weights=<path to the file>).")
         return None, "none (imagenet requested but not cached)"
     path = Path(weights)
     if not path.is_file():
@@ -589,7 +588,7 @@ def describe_preprocessing(model):
         "color_mode": "rgb",
         "rescale": 1 / 255,
         "input_range": [0.0, 1.0],
-        "resize": "bilinear",
+        "resize": "area averaging to shrink, bilinear to enlarge (per axis)",
         "exif_transpose": True,
         "in_model": inside,
     }

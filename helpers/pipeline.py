@@ -11,49 +11,43 @@ without EXIF rotation are decoded by TensorFlow itself (JPEGs at a reduced DCT
 scale, like Pillow's ``draft``), which is several times faster than calling Python
 per image. Everything else (CMYK, 16-bit, palette, alpha, GIF, BMP, EXIF-rotated
 photos, suspicious files) goes through ``helpers.images.read_image`` (Pillow).
-Both roads resize the same way (``helpers.images.resize``) and give the same pixels
-to within one grey level, and the same as ``read_image`` gives at prediction time.
+Both roads resize the same way (area averaging to shrink, bilinear to enlarge, as
+``helpers.images.resize``) and give the same pixels to within one grey level, and the
+same as ``read_image`` gives at prediction time.
+
+Augmentation lives in :mod:`helpers.augment`; its public names are also importable from
+here (``pipeline.augmentation``, ``pipeline.augment_images``...), as before.
 """
 import concurrent.futures
+import contextlib
 import hashlib
 import json
-import math
 import numbers
 import os
 import warnings
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from keras import layers
 from PIL import Image
 
-from helpers import images
+from helpers import augment as augmentations
+from helpers import data, images, warn
+from helpers.augment import (  # noqa: F401  re-exported: where notebooks found them first
+    AUGMENT_ARGUMENTS,
+    FILL_MODES,
+    RandomAffine,
+    affine_matrices,
+    augment_images,
+    augmentation,
+    warp_affine,
+)
 from helpers.labels import LabelVocabulary, to_label_lists
 
 CLASS_MODES = ("multi_hot", "categorical", "sparse", None)
 ON_ERROR = ("skip", "raise")
-FILL_MODES = ("constant", "nearest", "reflect", "wrap")
-AUGMENT_ARGUMENTS = (
-    "rotation_range",
-    "width_shift_range",
-    "height_shift_range",
-    "shear_range",
-    "zoom_range",
-    "horizontal_flip",
-    "vertical_flip",
-    "fill_mode",
-    "cval",
-)
-# ImageDataGenerator arguments that mean something else (or nothing) here.
-_AUGMENT_HINTS = {
-    "rescale": "images are already scaled to [0, 1]; drop `rescale`",
-    "validation_split": "split the DataFrame first (helpers.splits.split_dataframe)",
-    "preprocessing_function": "map your function over the dataset: dataset.map(fn)",
-}
 
 # Decoding roads, chosen per file from its header. Road 0 is Pillow. The TensorFlow
 # roads pair a decoder (JPEG at 1/1, 1/2, 1/4 or 1/8 scale, or PNG) with the filter of
@@ -63,409 +57,35 @@ _PILLOW = 0
 _JPEG_RATIOS = (1, 2, 4, 8)
 _TF_DECODERS = _JPEG_RATIOS + ("png",)
 _SHRINKS = ((True, True), (True, False), (False, True), (False, False))  # (height, width)
-_FILE_END = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}  # end marker of a complete file
-_TAIL_BYTES = 4096
-
-
-# --------------------------------------------------------------------------- augmentation
-
-
-def _fraction(name, value, upper=1.0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < upper:
-        raise ValueError(f"augment[{name!r}]: expected a number in [0, {upper:g}), got {value!r}")
-    return float(value)
-
-
-def affine_matrices(xp, uniforms, params, height, width):
-    """Affine maps (output pixel → input pixel) of ImageDataGenerator-style random transforms.
-
-    Shared by the ``RandomAffine`` layer (``xp=keras.ops``) and ``augment_images``
-    (``xp=numpy``), so both draw from the same distribution.
-
-    Parameters
-    ----------
-    xp : module
-        ``numpy`` or ``keras.ops``.
-    uniforms : array of shape (batch, 8)
-        Uniform random numbers in [0, 1): rotation, shear, x shift, y shift, x zoom,
-        y zoom, horizontal flip, vertical flip.
-    params : dict
-        ``rotation_range`` and ``shear_range`` in degrees, the shift ranges as
-        fractions, ``zoom_range`` as ``(lower, upper)``, the two flips as booleans.
-    height, width : int
-
-    Returns
-    -------
-    array of shape (batch, 6)
-        ``[a0, a1, a2, b0, b1, b2]``: output pixel ``(x, y)`` samples the input at
-        ``(a0 x + a1 y + a2, b0 x + b1 y + b2)``.
-    """
-
-    def between(column, low, high):
-        return low + (high - low) * uniforms[:, column]
-
-    rotation, shear_angle = params["rotation_range"], params["shear_range"]
-    theta = between(0, -rotation, rotation) * (math.pi / 180)
-    shear = between(1, -shear_angle, shear_angle) * (math.pi / 180)
-    shift_x = between(2, -params["width_shift_range"], params["width_shift_range"]) * width
-    shift_y = between(3, -params["height_shift_range"], params["height_shift_range"]) * height
-    zoom_x = between(4, *params["zoom_range"])
-    zoom_y = between(5, *params["zoom_range"])
-    # A flip is a zoom by -1 about the centre (applied to the output, as in Keras 2).
-    if params["horizontal_flip"]:
-        zoom_x = xp.where(uniforms[:, 6] < 0.5, -zoom_x, zoom_x)
-    if params["vertical_flip"]:
-        zoom_y = xp.where(uniforms[:, 7] < 0.5, -zoom_y, zoom_y)
-    cos, sin = xp.cos(theta), xp.sin(theta)
-    # Keras 2's order: rotation @ shift @ shear @ zoom, about the image centre.
-    a0 = cos * zoom_x
-    a1 = -(cos * xp.sin(shear) + sin * xp.cos(shear)) * zoom_y
-    b0 = sin * zoom_x
-    b1 = (cos * xp.cos(shear) - sin * xp.sin(shear)) * zoom_y
-    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
-    a2 = centre_x - a0 * centre_x - a1 * centre_y + cos * shift_x - sin * shift_y
-    b2 = centre_y - b0 * centre_x - b1 * centre_y + sin * shift_x + cos * shift_y
-    return xp.stack([a0, a1, a2, b0, b1, b2], axis=1)
-
-
-@keras.saving.register_keras_serializable(package="helpers")
-class RandomAffine(layers.Layer):
-    """Random flip, rotation, shift, shear and zoom in ONE resampling, in ImageDataGenerator's units.
-
-    Keras 3 has one layer per transform, and chaining them resamples (and blurs) the
-    image once per layer. Keras 2 composed them into one matrix; so does this layer,
-    which is also several times faster.
-
-    Parameters
-    ----------
-    rotation_range : float
-        Degrees; each image turns by a random angle in ``[-rotation_range, rotation_range]``.
-    width_shift_range, height_shift_range : float
-        Fractions of the width/height to shift by, at most.
-    shear_range : float
-        Shear angle in degrees, at most (horizontal shear, as in Keras 2).
-    zoom_range : tuple of float
-        ``(lower, upper)`` scale of the sampled area per axis (below 1 zooms in).
-    horizontal_flip, vertical_flip : bool
-        Mirror half of the images left-right / top-bottom.
-    fill_mode : {"nearest", "constant", "reflect", "wrap"}
-    cval : float
-        Fill value for ``fill_mode="constant"``, in the units of the images (0..1 here).
-    interpolation : {"bilinear", "nearest"}
-    seed : int, optional
-    """
-
-    def __init__(
-        self,
-        rotation_range=0.0,
-        width_shift_range=0.0,
-        height_shift_range=0.0,
-        shear_range=0.0,
-        zoom_range=(1.0, 1.0),
-        horizontal_flip=False,
-        vertical_flip=False,
-        fill_mode="nearest",
-        cval=0.0,
-        interpolation="bilinear",
-        seed=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.rotation_range = float(rotation_range)
-        self.width_shift_range = float(width_shift_range)
-        self.height_shift_range = float(height_shift_range)
-        self.shear_range = float(shear_range)
-        self.zoom_range = (float(zoom_range[0]), float(zoom_range[1]))
-        self.horizontal_flip = bool(horizontal_flip)
-        self.vertical_flip = bool(vertical_flip)
-        self.fill_mode = fill_mode
-        self.cval = float(cval)
-        self.interpolation = interpolation
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.built = True
-
-    def transform(self, batch, height, width):
-        """Random ``(batch, 8)`` projective transforms (output pixel → input pixel)."""
-        ops = keras.ops
-        uniforms = keras.random.uniform((batch, 8), seed=self.seed_generator)
-        matrices = affine_matrices(ops, uniforms, self.get_config(), height, width)
-        return ops.concatenate([matrices, ops.zeros_like(matrices[:, :2])], axis=1)
-
-    def call(self, images, training=True):
-        if not training:
-            return images
-        unbatched = len(images.shape) == 3
-        if unbatched:
-            images = keras.ops.expand_dims(images, 0)
-        batch = keras.ops.shape(images)[0]
-        height, width = images.shape[1], images.shape[2]
-        outputs = keras.ops.image.affine_transform(
-            images,
-            self.transform(batch, height, width),
-            interpolation=self.interpolation,
-            fill_mode=self.fill_mode,
-            fill_value=self.cval,
-        )
-        return outputs[0] if unbatched else outputs
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "rotation_range": self.rotation_range,
-            "width_shift_range": self.width_shift_range,
-            "height_shift_range": self.height_shift_range,
-            "shear_range": self.shear_range,
-            "zoom_range": list(self.zoom_range),
-            "horizontal_flip": self.horizontal_flip,
-            "vertical_flip": self.vertical_flip,
-            "fill_mode": self.fill_mode,
-            "cval": self.cval,
-            "interpolation": self.interpolation,
-            "seed": self.seed,
-        }
-
-
-def _parse_augment(augment):
-    """Validate ImageDataGenerator-style arguments; return them in Keras 2 units."""
-    if not isinstance(augment, dict):
-        raise ValueError(
-            f"augment: expected a dict of ImageDataGenerator-style arguments, got {augment!r}"
-        )
-    unknown = sorted(set(augment) - set(AUGMENT_ARGUMENTS))
-    if unknown:
-        hints = "".join(f"; {key}: {_AUGMENT_HINTS[key]}" for key in unknown if key in _AUGMENT_HINTS)
-        raise ValueError(
-            f"augment: unsupported argument(s) {unknown}; supported are {list(AUGMENT_ARGUMENTS)}{hints}"
-        )
-    fill_mode = augment.get("fill_mode", "nearest")
-    if fill_mode not in FILL_MODES:
-        raise ValueError(f"augment['fill_mode']: expected one of {FILL_MODES}, got {fill_mode!r}")
-    cval = augment.get("cval", 0.0)
-    if isinstance(cval, bool) or not isinstance(cval, numbers.Real) or not 0 <= cval <= 255:
-        raise ValueError(f"augment['cval']: expected a pixel value in [0, 255], got {cval!r}")
-    for key in ("horizontal_flip", "vertical_flip"):
-        if not isinstance(augment.get(key, False), bool):
-            raise ValueError(f"augment[{key!r}]: expected True or False, got {augment[key]!r}")
-    for name in ("width_shift_range", "height_shift_range"):
-        value = augment.get(name, 0)
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 1:
-            raise ValueError(
-                f"augment[{name!r}]: {value!r} would be a shift in pixels in Keras 2; "
-                f"give a fraction of the image size in [0, 1) instead"
-            )
-    zoom = augment.get("zoom_range", 0)
-    if isinstance(zoom, (list, tuple)):
-        if (
-            len(zoom) != 2
-            or not all(isinstance(z, numbers.Real) and not isinstance(z, bool) and z > 0 for z in zoom)
-            or zoom[0] > zoom[1]
-        ):
-            raise ValueError(
-                f"augment['zoom_range']: expected [lower, upper] with 0 < lower <= upper, got {zoom!r}"
-            )
-        zoom = (float(zoom[0]), float(zoom[1]))
-    else:
-        z = _fraction("zoom_range", zoom)
-        zoom = (1 - z, 1 + z)
-    return {
-        "rotation_range": _fraction("rotation_range", augment.get("rotation_range", 0), upper=360),
-        "width_shift_range": _fraction("width_shift_range", augment.get("width_shift_range", 0)),
-        "height_shift_range": _fraction("height_shift_range", augment.get("height_shift_range", 0)),
-        "shear_range": _fraction("shear_range", augment.get("shear_range", 0), upper=90),
-        "zoom_range": zoom,
-        "horizontal_flip": augment.get("horizontal_flip", False),
-        "vertical_flip": augment.get("vertical_flip", False),
-        "fill_mode": fill_mode,
-        # Keras 2 filled before rescaling, in 0..255 units; our images are in [0, 1].
-        "cval": float(cval) / 255.0,
-    }
-
-
-def augmentation(augment, seed=None, fused=True):
-    """Build Keras 3 augmentation layers from ImageDataGenerator-style arguments.
-
-    Units follow Keras 2 and are converted for Keras 3:
-
-    - ``rotation_range`` is in degrees; ``RandomRotation`` wants a fraction of a full
-      turn, so 25° becomes ``factor=25/360``.
-    - ``width_shift_range``/``height_shift_range`` are fractions of the size, as in
-      ``RandomTranslation``.
-    - ``shear_range`` is an angle in DEGREES in Keras 2, so the common
-      ``shear_range=0.2`` is a 0.2° shear, next to nothing. ``RandomShear`` wants a
-      slope instead: we pass sin(angle), the horizontal shift per row of Keras 2.
-    - ``zoom_range=z`` scales the sampled area by a random factor in ``[1 - z, 1 + z]``
-      per axis (below 1 zooms in): ``RandomZoom(height_factor=(-z, z),
-      width_factor=(-z, z))``, whose negative values also zoom in.
-    - ``fill_mode`` defaults to ``"nearest"`` (Keras 2's default; Keras 3's is
-      ``"reflect"``); ``cval`` is the fill value in 0..255 pixel units, as in Keras 2.
-
-    Parameters
-    ----------
-    augment : dict
-        Keys from ``AUGMENT_ARGUMENTS``; anything else raises ``ValueError``.
-    seed : int, optional
-        Seed for the random layers.
-    fused : bool
-        True: one ``RandomAffine`` layer that flips, rotates, shifts, shears and
-        zooms in a single resampling, like Keras 2 and like the input pipeline
-        (which does the same with OpenCV, see ``augment_images``).
-        False: the one-to-one chain of stock Keras layers (``RandomRotation``,
-        ``RandomTranslation``, ``RandomShear``, ``RandomZoom``), which resamples once
-        per layer: blurrier and about four times slower.
-
-    Returns
-    -------
-    keras.Sequential
-        Call it with ``training=True`` on a batch of images; with ``training=False``
-        (as in ``predict``/``evaluate``) it passes images through unchanged.
-    """
-    args = _parse_augment(augment)
-    zoom = args["zoom_range"]
-    if fused:
-        if _is_identity(args):
-            return keras.Sequential([], name="augmentation")
-        return keras.Sequential([RandomAffine(**args, seed=seed)], name="augmentation")
-    seeds = iter(range(seed, seed + 10) if seed is not None else [None] * 10)
-    fill = {"fill_mode": args["fill_mode"], "fill_value": args["cval"]}
-    steps = []
-    flips = [d for d in ("horizontal", "vertical") if args[f"{d}_flip"]]
-    if flips:
-        steps.append(layers.RandomFlip("horizontal_and_vertical" if len(flips) == 2 else flips[0], seed=next(seeds)))
-    if args["rotation_range"]:
-        steps.append(layers.RandomRotation(args["rotation_range"] / 360, seed=next(seeds), **fill))
-    if args["width_shift_range"] or args["height_shift_range"]:
-        steps.append(
-            layers.RandomTranslation(
-                height_factor=args["height_shift_range"],
-                width_factor=args["width_shift_range"],
-                seed=next(seeds),
-                **fill,
-            )
-        )
-    if args["shear_range"]:
-        slope = math.sin(math.radians(args["shear_range"]))
-        steps.append(layers.RandomShear(x_factor=slope, y_factor=0.0, seed=next(seeds), **fill))
-    if zoom != (1.0, 1.0):
-        # Keras 2 draws the height and width scale independently; so do we.
-        factor = (zoom[0] - 1, zoom[1] - 1)
-        steps.append(layers.RandomZoom(height_factor=factor, width_factor=factor, seed=next(seeds), **fill))
-    return keras.Sequential(steps, name="augmentation")
-
-
-_CV2_BORDERS = {
-    "nearest": cv2.BORDER_REPLICATE,
-    "constant": cv2.BORDER_CONSTANT,
-    "reflect": cv2.BORDER_REFLECT,  # d c b a | a b c d | d c b a, as in Keras and SciPy
-    "wrap": cv2.BORDER_WRAP,
-}
-_CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
-
-
-def warp_affine(images, matrices, fill_mode="nearest", cval=0.0, interpolation="bilinear"):
-    """Resample each image of a NumPy batch through its own affine map, with OpenCV.
-
-    The same operation as ``keras.ops.image.affine_transform`` on float images,
-    several times faster on a CPU. One difference: with ``fill_mode="wrap"`` OpenCV
-    tiles the image, while TensorFlow (like SciPy, hence Keras 2) repeats it with a
-    period one pixel short of its size; pixels differ along the seams.
-
-    Parameters
-    ----------
-    images : numpy.ndarray
-        ``(batch, height, width, channels)``, at most 4 channels.
-    matrices : numpy.ndarray
-        ``(batch, 6)`` maps from output to input pixels, as ``affine_matrices`` gives.
-    fill_mode : {"nearest", "constant", "reflect", "wrap"}
-    cval : float
-        Fill value for ``fill_mode="constant"``.
-    interpolation : {"bilinear", "nearest"}
-
-    Returns
-    -------
-    numpy.ndarray
-        Same shape and dtype as ``images``.
-    """
-    images = np.asarray(images)
-    if images.ndim != 4 or not 1 <= images.shape[-1] <= 4:
-        raise ValueError(f"images: expected (batch, height, width, 1..4 channels), got shape {images.shape}")
-    matrices = np.asarray(matrices, dtype=np.float64).reshape(len(images), 2, 3)
-    height, width = images.shape[1:3]
-    flags = _CV2_INTERPOLATION[interpolation] | cv2.WARP_INVERSE_MAP
-    output = np.empty_like(images)
-    for image, matrix, target in zip(images, matrices, output):
-        warped = cv2.warpAffine(
-            image, matrix, (width, height), flags=flags,
-            borderMode=_CV2_BORDERS[fill_mode], borderValue=(float(cval),) * 4,
-        )
-        target[...] = warped.reshape(target.shape)  # OpenCV drops a single channel axis
-    return output
-
-
-def _augment(images, params, seed):
-    uniforms = np.random.default_rng(seed).random((len(images), 8))
-    height, width = images.shape[1:3]
-    matrices = affine_matrices(np, uniforms, params, height, width)
-    return warp_affine(images, matrices, params["fill_mode"], params["cval"])
-
-
-def _is_identity(params):
-    moves = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range",
-             "horizontal_flip", "vertical_flip")
-    return not any(params[key] for key in moves) and params["zoom_range"] == (1.0, 1.0)
-
-
-def augment_images(images, augment, seed=None):
-    """Augment a batch of images exactly as the input pipeline does for training.
-
-    One random affine map per image (flip, rotation, shift, shear, zoom), applied in
-    a single resampling with OpenCV. ``augmentation`` builds the same transforms as
-    Keras layers, for use inside a model.
-
-    Parameters
-    ----------
-    images : array-like
-        ``(batch, height, width, channels)`` floats in [0, 1].
-    augment : dict
-        ImageDataGenerator-style arguments (see ``augmentation``).
-    seed : int, optional
-        The same seed gives the same transforms.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32, same shape as ``images``.
-    """
-    params = _parse_augment(augment)
-    images = np.asarray(images, dtype=np.float32)
-    if _is_identity(params):
-        return images.copy()
-    return _augment(images, params, seed)
 
 
 # --------------------------------------------------------------------------- checking files
 
 
-def _is_complete(path, image_format):
-    """A JPEG ends with an EOI marker, a PNG with an IEND chunk; truncated files do not."""
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - _TAIL_BYTES))
-        return _FILE_END[image_format] in handle.read()
+def choose_road(header, target_size, complete=True):
+    """Pick how one image will be decoded: a TensorFlow road, or Pillow (road 0).
 
+    Plain 8-bit RGB or grayscale JPEGs and PNGs, upright and complete, are decoded by
+    TensorFlow (JPEGs at the largest 1/2, 1/4 or 1/8 DCT scale that stays at least
+    ``target_size``, like Pillow's ``draft``); everything else by Pillow, which names the
+    problem if decoding fails.
 
-def _choose_road(path, header, target_size):
-    """Pick the decoder of one readable file: a TensorFlow road or Pillow."""
+    Parameters
+    ----------
+    header : dict
+        ``helpers.images.read_header`` of the image (``width``, ``height``, ``mode``,
+        ``format``, ``orientation``).
+    target_size : (height, width)
+    complete : bool
+        Whether the file ends as a complete JPEG or PNG does (``helpers.images.is_complete``).
+
+    Returns
+    -------
+    int
+    """
     if header["mode"] not in ("RGB", "L") or header["format"] not in ("JPEG", "PNG"):
         return _PILLOW
-    with Image.open(path) as image:
-        orientation = image.getexif().get(0x0112, 1) if "exif" in image.info else 1
-    # Suspicious files go to Pillow, which names the problem if decoding fails.
-    if orientation not in (None, 1) or not _is_complete(path, header["format"]):
+    if header.get("orientation", 1) not in (None, 1) or not complete:
         return _PILLOW
     height, width = header["height"], header["width"]
     if header["format"] == "PNG":
@@ -485,12 +105,13 @@ def _check_file(path, target_size, full_decode):
         header = images.read_header(path)
         if full_decode:
             images.read_image(path, target_size)
+        complete = images.is_complete(path, header["format"])
     except images.ImageError as error:
         return None, error.reason
     except OSError as error:
         return None, f"cannot read ({error.strerror or error})"
     try:
-        return _choose_road(path, header, target_size), None
+        return choose_road(header, target_size, complete), None
     except Exception:  # anything odd in the header: let Pillow decide while decoding
         return _PILLOW, None
 
@@ -546,55 +167,86 @@ def _tf_resize(image, target_size, shrink_height, shrink_width):
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def _make_decoder(target_size, warned, roads):
-    """Return ``decode(path, index) -> (uint8 image, ok)`` for use in ``Dataset.map``.
+def make_decoder(target_size, roads, warned=None):
+    """Return ``decode(encoded, road_index, name) -> (uint8 image, ok)`` for ``Dataset.map``.
 
-    ``index`` is a position in ``roads``, the distinct roads of the files: the graph
-    holds only the decoders in use.
+    ``encoded`` is an image file's bytes (from ``tf.io.read_file`` or a TFRecord), ``name``
+    what to call it in a warning, and ``road_index`` a position in ``roads``, the distinct
+    roads of the images (``choose_road``): the graph holds only the decoders in use. The
+    Pillow road never raises: an image it cannot read comes back black with ``ok`` False,
+    after one warning naming it.
+
+    Parameters
+    ----------
+    target_size : (height, width)
+    roads : sequence of int
+    warned : set, optional
+        Names already warned about (shared, so each bad image is named once).
+
+    Returns
+    -------
+    callable
     """
     height, width = target_size
+    warned = set() if warned is None else warned
 
-    def pillow(path):
-        path = path.decode() if isinstance(path, bytes) else str(path)
+    def pillow(encoded, name):
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
         try:
-            return images.read_image(path, target_size), True
+            return images.read_image(encoded, target_size, name=name), True
         except images.ImageError as error:
-            if path not in warned:
-                warned.add(path)
-                warnings.warn(f"skipping {path}: {error.reason}", stacklevel=2)
+            if name not in warned:
+                warned.add(name)
+                warn(f"skipping {name}: {error.reason}")
             return np.zeros((height, width, 3), dtype=np.uint8), False
 
-    def pillow_branch(path):
-        image, ok = tf.numpy_function(pillow, [path], [tf.uint8, tf.bool], stateful=False)
+    def pillow_branch(encoded, name):
+        image, ok = tf.numpy_function(pillow, [encoded, name], [tf.uint8, tf.bool], stateful=False)
         return tf.ensure_shape(image, (height, width, 3)), tf.ensure_shape(ok, ())
 
-    def tf_branch(path, decoder, shrinks):
-        data = tf.io.read_file(path)
+    def tf_branch(encoded, decoder, shrinks):
         if decoder == "png":
-            image = tf.io.decode_png(data, channels=3, dtype=tf.uint8)
+            image = tf.io.decode_png(encoded, channels=3, dtype=tf.uint8)
         else:
-            image = tf.io.decode_jpeg(data, channels=3, ratio=decoder, dct_method="INTEGER_ACCURATE")
+            image = tf.io.decode_jpeg(encoded, channels=3, ratio=decoder, dct_method="INTEGER_ACCURATE")
         return _tf_resize(image, target_size, *shrinks), tf.constant(True)
 
     def branch(road):
         if road == _PILLOW:
             return pillow_branch
         decoder, shrinks = divmod(road - 1, len(_SHRINKS))
-        return lambda path: tf_branch(path, _TF_DECODERS[decoder], _SHRINKS[shrinks])
+        return lambda encoded, name: tf_branch(encoded, _TF_DECODERS[decoder], _SHRINKS[shrinks])
 
     branches = [branch(int(road)) for road in roads]
 
-    def decode(path, index):
+    def decode(encoded, road_index, name):
         if len(branches) == 1:
-            image, ok = branches[0](path)
+            image, ok = branches[0](encoded, name)
         else:
-            image, ok = tf.switch_case(index, [lambda b=b: b(path) for b in branches])
+            image, ok = tf.switch_case(road_index, [lambda b=b: b(encoded, name) for b in branches])
         return tf.ensure_shape(image, (height, width, 3)), ok
 
     return decode
 
 
 # --------------------------------------------------------------------------- datasets
+
+
+@contextlib.contextmanager
+def quiet_upstream_warnings():
+    """Silence, inside the ``with`` block only, two harmless warnings Keras gives with these datasets.
+
+    - "Your input ran out of data": with ``on_error="skip"`` the pipeline may leave out
+      unreadable files, so Keras cannot know the dataset's length and says so when an
+      epoch ends. In your own ``fit`` calls this warning can mean a real problem (a
+      dataset shorter than ``steps_per_epoch``), so it is not silenced anywhere else.
+    - "__array__ implementation doesn't accept a copy keyword": TensorFlow tensors and
+      NumPy 2 disagree on a keyword; the values are right.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept")
+        yield
 
 
 def _check_target_size(target_size):
@@ -605,6 +257,44 @@ def _check_target_size(target_size):
     ):
         raise ValueError(f"target_size: expected (height, width) positive integers, got {target_size!r}")
     return int(target_size[0]), int(target_size[1])
+
+
+def _check_arguments(dataframe, x_col, y_col, class_mode, batch_size, shuffle_buffer_size, cache, on_error):
+    if not isinstance(dataframe, pd.DataFrame):
+        raise ValueError(f"dataframe: expected a pandas DataFrame, got {type(dataframe).__name__}")
+    if class_mode not in CLASS_MODES:
+        raise ValueError(f"class_mode: expected one of {CLASS_MODES}, got {class_mode!r}")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error: expected one of {ON_ERROR}, got {on_error!r}")
+    needed = [x_col] + ([y_col] if class_mode is not None else [])
+    for column in needed:
+        if column not in dataframe.columns:
+            raise ValueError(f"no column {column!r} in the DataFrame; columns are {list(dataframe.columns)}")
+    if len(dataframe) == 0:
+        raise ValueError("dataframe: no rows")
+    for name, value in (("batch_size", batch_size), ("shuffle_buffer_size", shuffle_buffer_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if not (cache is False or cache is True or isinstance(cache, (str, os.PathLike))):
+        raise ValueError(f"cache: expected False, True or a file path, got {cache!r}")
+
+
+def _augmenter(augment):
+    """Split ``augment`` into a Keras layer to call, or parsed ImageDataGenerator arguments."""
+    if augment is None:
+        return None, None
+    if isinstance(augment, keras.layers.Layer):
+        return augment, None
+    params = augmentations.parse_augment(augment)
+    return None, (None if augmentations.is_identity(params) else params)
+
+
+def _file_paths(dataframe, x_col, directory):
+    names = dataframe[x_col].tolist()
+    bad_names = [name for name in names if not isinstance(name, (str, os.PathLike))]
+    if bad_names:
+        raise ValueError(f"column {x_col!r}: expected file paths, got {bad_names[:5]!r}")
+    return [os.path.join(directory, name) if directory is not None else os.fspath(name) for name in names]
 
 
 def _encode(label_lists, vocabulary, class_mode, y_col):
@@ -622,6 +312,63 @@ def _encode(label_lists, vocabulary, class_mode, y_col):
     return np.eye(len(vocabulary), dtype=np.float32)[indices]
 
 
+def _labels(dataframe, y_col, classes, class_mode):
+    """The vocabulary and the label array of every row (``(None, None)`` without labels)."""
+    if class_mode is None:
+        return None, None
+    label_lists = to_label_lists(dataframe[y_col], column=y_col)
+    if classes is None:
+        vocabulary = LabelVocabulary.from_labels(label_lists)
+    elif isinstance(classes, LabelVocabulary):
+        vocabulary = classes
+    else:
+        vocabulary = LabelVocabulary(classes)
+    return vocabulary, _encode(label_lists, vocabulary, class_mode, y_col)
+
+
+def _warn_skipped(skipped, total):
+    for item in skipped:
+        warn(f"skipping {item['path']}: {item['reason']}")
+    if skipped:
+        warn(f"skipped {len(skipped)} of {total} image files (see the warnings above)")
+
+
+def _usable_files(paths, target_size, on_error):
+    """Check the files; return the mask of usable ones, their roads, and the skipped ones."""
+    roads, skipped = check_files(paths, target_size, full_decode=on_error == "raise")
+    if skipped and on_error == "raise":
+        listing = "\n".join(f"  {item['path']}: {item['reason']}" for item in skipped[:50])
+        more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
+        raise ValueError(
+            f"{len(skipped)} of {len(paths)} image files cannot be read:\n{listing}{more}\n"
+            f"fix or remove them, or pass on_error='skip' to leave them out"
+        )
+    _warn_skipped(skipped, len(paths))
+    keep = roads >= 0
+    if not keep.any():
+        raise ValueError(f"none of the {len(paths)} image files can be read (first: {paths[0]})")
+    return keep, roads[keep], skipped
+
+
+def _decoded_images(paths, roads, labels, target_size, shuffle, seed):
+    """Dataset of ``(uint8 image, ok, *label)``: the file list (shuffled whole), decoded in parallel."""
+    used_roads, road_indices = np.unique(roads, return_inverse=True)
+    road_indices = road_indices.astype(np.int32)
+    tensors = (paths, road_indices) if labels is None else (paths, road_indices, labels)
+    dataset = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    decode = make_decoder(target_size, used_roads)
+
+    def load(path, road_index, *label):
+        image, ok = decode(tf.io.read_file(path), road_index, path)
+        return (image, ok) + label
+
+    # Mapped straight into the batch (tf.data fuses the two); unreadable files are dropped
+    # per batch afterwards, which is much cheaper than a per-image filter.
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _cache_file(cache, paths, target_size, labels):
     """File cache path with a fingerprint, so a changed dataset never reads a stale cache."""
     digest = hashlib.sha256()
@@ -633,11 +380,60 @@ def _cache_file(cache, paths, target_size, labels):
     return f"{path}-{digest.hexdigest()[:12]}"
 
 
-def _warn_skipped(skipped, total):
-    for item in skipped:
-        warnings.warn(f"skipping {item['path']}: {item['reason']}", stacklevel=3)
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} of {total} image files (see the warnings above)", stacklevel=3)
+def _cached(dataset, cache, cache_file, shuffle, seed, shuffle_buffer_size, n_images):
+    """Cache decoded images (memory, or ``cache_file``); a cache replays in one order, so reshuffle."""
+    if cache is False:
+        return dataset
+    dataset = dataset.cache("" if cache is True else cache_file)
+    if shuffle:
+        buffer = min(n_images, shuffle_buffer_size)
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset
+
+
+def _batched(dataset, n_images, batch_size, target_size, augmenter, augment_params, seed, may_fail,
+             skip_errors):
+    """Batch, drop images that failed, scale to [0, 1], augment, and prefetch."""
+    dataset = dataset.batch(batch_size)
+    if skip_errors:
+        # Last line of defence (a file deleted or corrupted after the check): drop the
+        # batch with a logged warning rather than stop training in mid-epoch.
+        dataset = dataset.ignore_errors(log_warning=True)
+
+    def finish(image, ok, *label, batch_seed=None):
+        if may_fail:
+            image = tf.boolean_mask(image, ok)
+            label = tuple(tf.boolean_mask(y, ok) for y in label)
+        image = tf.cast(image, tf.float32) / 255.0
+        if augment_params is not None:
+            image = tf.numpy_function(
+                lambda x, s: augmentations.augment_batch(x, augment_params, s), [image, batch_seed],
+                tf.float32, stateful=False,
+            )
+            image = tf.ensure_shape(image, (None, *target_size, 3))
+        elif augmenter is not None:
+            image = augmenter(image, training=True)
+        return image if not label else (image, label[0])
+
+    if augment_params is not None:
+        # One seed per batch, drawn anew each epoch: the augmentation is repeatable with
+        # `seed` however many batches are augmented at once.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda batch, batch_seed: finish(*batch, batch_seed=batch_seed),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    if may_fail:
+        dataset = dataset.filter(lambda image, *label: tf.shape(image)[0] > 0)
+    if skip_errors:
+        # Dropping a batch or an image makes the length unknown to tf.data, and Keras then
+        # warns "Your input ran out of data" at every epoch and every predict. Keep the number
+        # of batches fixed instead: should an image fail while decoding (rare: the files were
+        # checked), the pass is topped up with the first batches of the next one.
+        dataset = dataset.repeat().take(-(-n_images // batch_size))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def dataset_from_dataframe(
@@ -686,17 +482,18 @@ def dataset_from_dataframe(
     seed : int, optional
         Seed for shuffling and augmentation.
     augment : dict or keras.Layer, optional
-        ImageDataGenerator-style arguments (see ``augmentation``), applied to each
-        batch with OpenCV (``augment_images``), or ready-made Keras layers, called on
-        each batch with ``training=True``. Training data only.
+        ImageDataGenerator-style arguments (see ``helpers.augment.augmentation``),
+        applied to each batch with OpenCV (``helpers.augment.augment_images``), or
+        ready-made Keras layers, called on each batch with ``training=True``. Training
+        data only.
     cache : bool or str
         ``True`` keeps decoded images in memory after the first epoch; a path
         caches them in files there (a fingerprint of the file list is appended
         to the name, so a changed dataset never reads an old cache).
     on_error : {"skip", "raise"}
         ``"skip"``: unreadable files are left out with one warning each and a total
-        (files found broken only while decoding are left out with a warning then,
-        never stopping an epoch). ``"raise"``: every image is decoded once up front
+        (a file found broken only while decoding is left out with a warning then,
+        never stopping an epoch; the epoch keeps its number of batches). ``"raise"``: every image is decoded once up front
         and a ``ValueError`` lists the broken ones.
     shuffle_buffer_size : int
         Shuffle buffer used after a cache (before a cache the whole file list is
@@ -709,126 +506,27 @@ def dataset_from_dataframe(
         ``(batch, height, width, 3)``, labels float32; only images when
         ``class_mode`` is None. Extra attributes: ``class_names``, ``vocabulary``,
         ``file_paths`` (files kept, in row order) and ``skipped``
-        (``{"path", "reason"}`` of files left out up front). With
-        ``on_error="skip"`` the number of batches is unknown to TensorFlow until
-        the first epoch ends (``len(dataset)`` fails; Keras shows "Unknown" steps
-        in epoch 1); ``on_error="raise"`` checks every file first and keeps it known.
+        (``{"path", "reason"}`` of files left out up front). ``len(dataset)`` is the
+        number of batches, ``ceil(len(file_paths) / batch_size)``.
     """
-    if not isinstance(dataframe, pd.DataFrame):
-        raise ValueError(f"dataframe: expected a pandas DataFrame, got {type(dataframe).__name__}")
-    if class_mode not in CLASS_MODES:
-        raise ValueError(f"class_mode: expected one of {CLASS_MODES}, got {class_mode!r}")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error: expected one of {ON_ERROR}, got {on_error!r}")
-    needed = [x_col] + ([y_col] if class_mode is not None else [])
-    for column in needed:
-        if column not in dataframe.columns:
-            raise ValueError(f"no column {column!r} in the DataFrame; columns are {list(dataframe.columns)}")
-    if len(dataframe) == 0:
-        raise ValueError("dataframe: no rows")
+    _check_arguments(dataframe, x_col, y_col, class_mode, batch_size, shuffle_buffer_size, cache, on_error)
     target_size = _check_target_size(target_size)
-    for name, value in (("batch_size", batch_size), ("shuffle_buffer_size", shuffle_buffer_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if not (cache is False or cache is True or isinstance(cache, (str, os.PathLike))):
-        raise ValueError(f"cache: expected False, True or a file path, got {cache!r}")
-    augmenter, augment_params = None, None
-    if isinstance(augment, keras.layers.Layer):
-        augmenter = augment
-    elif augment is not None:
-        augment_params = _parse_augment(augment)
-        if _is_identity(augment_params):
-            augment_params = None
+    augmenter, augment_params = _augmenter(augment)
+    paths = _file_paths(dataframe, x_col, directory)
+    vocabulary, labels = _labels(dataframe, y_col, classes, class_mode)
 
-    names = dataframe[x_col].tolist()
-    bad_names = [n for n in names if not isinstance(n, (str, os.PathLike))]
-    if bad_names:
-        raise ValueError(f"column {x_col!r}: expected file paths, got {bad_names[:5]!r}")
-    paths = [os.path.join(directory, n) if directory is not None else os.fspath(n) for n in names]
+    keep, roads, skipped = _usable_files(paths, target_size, on_error)
+    kept_paths = [path for path, kept in zip(paths, keep) if kept]
+    kept_labels = None if labels is None else labels[keep]
 
-    vocabulary, labels = None, None
-    if class_mode is not None:
-        label_lists = to_label_lists(dataframe[y_col], column=y_col)
-        if classes is None:
-            vocabulary = LabelVocabulary.from_labels(label_lists)
-        elif isinstance(classes, LabelVocabulary):
-            vocabulary = classes
-        else:
-            vocabulary = LabelVocabulary(classes)
-        labels = _encode(label_lists, vocabulary, class_mode, y_col)
-
-    roads, skipped = check_files(paths, target_size, full_decode=on_error == "raise")
-    if skipped and on_error == "raise":
-        listing = "\n".join(f"  {item['path']}: {item['reason']}" for item in skipped[:50])
-        more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
-        raise ValueError(
-            f"{len(skipped)} of {len(paths)} image files cannot be read:\n{listing}{more}\n"
-            f"fix or remove them, or pass on_error='skip' to leave them out"
-        )
-    _warn_skipped(skipped, len(paths))
-    keep = roads >= 0
-    if not keep.any():
-        raise ValueError(f"none of the {len(paths)} image files can be read (first: {paths[0]})")
-    kept_paths = [p for p, k in zip(paths, keep) if k]
-    roads = roads[keep]
-
-    used_roads, road_indices = np.unique(roads, return_inverse=True)
-    road_indices = road_indices.astype(np.int32)
-    tensors = (kept_paths, road_indices) if labels is None else (kept_paths, road_indices, labels[keep])
-    dataset = tf.data.Dataset.from_tensor_slices(tensors)
-    if shuffle:
-        dataset = dataset.shuffle(len(kept_paths), seed=seed, reshuffle_each_iteration=True)
-
-    decode = _make_decoder(target_size, warned=set(), roads=used_roads)
-
-    def load(path, road_index, *label):
-        image, ok = decode(path, road_index)
-        return (image, ok) + label
-
-    # Map straight into batch (tf.data fuses the two); broken files are dropped per
-    # batch afterwards, which is much cheaper than a per-image filter.
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache is not False:
-        dataset = dataset.cache(
-            "" if cache is True else _cache_file(cache, kept_paths, target_size, labels)
-        )
-        if shuffle:
-            buffer = min(len(kept_paths), shuffle_buffer_size)
-            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    may_fail = on_error == "skip" and bool((roads == _PILLOW).any())
-    if on_error == "skip":
-        # Last line of defence (a file deleted or corrupted after the check): drop the
-        # batch with a logged warning rather than stop training in mid-epoch.
-        dataset = dataset.ignore_errors(log_warning=True)
-
-    def finish(image, ok, *label, batch_seed=None):
-        if may_fail:
-            image = tf.boolean_mask(image, ok)
-            label = tuple(tf.boolean_mask(y, ok) for y in label)
-        image = tf.cast(image, tf.float32) / 255.0
-        if augment_params is not None:
-            image = tf.numpy_function(
-                lambda x, s: _augment(x, augment_params, s), [image, batch_seed], tf.float32, stateful=False
-            )
-            image = tf.ensure_shape(image, (None, *target_size, 3))
-        elif augmenter is not None:
-            image = augmenter(image, training=True)
-        return image if not label else (image, label[0])
-
-    if augment_params is not None:
-        # One seed per batch, drawn anew each epoch: the augmentation is repeatable with
-        # `seed` however many batches are augmented at once.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, batch_seed: finish(*batch, batch_seed=batch_seed),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    else:
-        dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    if may_fail:
-        dataset = dataset.filter(lambda image, *label: tf.shape(image)[0] > 0)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = _decoded_images(kept_paths, roads, kept_labels, target_size, shuffle, seed)
+    cache_file = None if isinstance(cache, bool) else _cache_file(cache, kept_paths, target_size, kept_labels)
+    dataset = _cached(dataset, cache, cache_file, shuffle, seed, shuffle_buffer_size, len(kept_paths))
+    dataset = _batched(
+        dataset, len(kept_paths), batch_size, target_size, augmenter, augment_params, seed,
+        may_fail=on_error == "skip" and bool((roads == _PILLOW).any()),
+        skip_errors=on_error == "skip",
+    )
     dataset.class_names = None if vocabulary is None else list(vocabulary.classes)
     dataset.vocabulary = vocabulary
     dataset.file_paths = kept_paths
@@ -857,8 +555,6 @@ def dataset_from_directory(directory, classes=None, class_mode="categorical", fo
     -------
     tf.data.Dataset
     """
-    from helpers import data
-
     if not os.path.isdir(directory):
         raise ValueError(f"directory: {directory} is not a folder")
     if class_mode is None:

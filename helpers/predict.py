@@ -1,29 +1,70 @@
-"""Use a trained model folder: predict labels of new images, draw them, evaluate on a dataset.
+"""Predict with a model: probabilities for a dataset, a saved split or image files, and labels.
+
+- :func:`predict_dataset`: a Keras model on a labelled ``tf.data`` dataset (truth and
+  probabilities, aligned);
+- :func:`predict_dataframe` and :func:`predict_split`: a model folder on a DataFrame, or on
+  the train / val / test split saved with it (``splits.csv``);
+- :func:`predict_paths`: a model folder on image files and folders, with label names;
+- :func:`annotate`: a copy of an image with its predicted labels drawn on.
 
 Images are read exactly as for training (``helpers.images.read_image``: EXIF-aware, any
-mode converted to RGB, bilinear resize to the saved ``target_size``, scaled to [0, 1]);
-the labels come from the thresholds saved in ``labels.json`` (argmax for multi-class).
-One bad image gives one entry with its error; it never stops the others.
+mode converted to RGB, resized to the saved ``target_size`` by area averaging or bilinear
+enlargement, scaled to [0, 1]). Probabilities become labels in one way,
+``helpers.evaluation.apply_thresholds``: the thresholds saved in ``labels.json``, or the
+argmax for a multi-class model. One bad image gives one entry with its error; it never
+stops the others.
 """
 import os
 from pathlib import Path
 
 import numpy as np
 
+from helpers import REPO_ROOT, moved_names, warn
+from helpers.artefacts import (
+    load_artefacts,
+    output_units,
+    read_splits,
+    validate_metadata,
+)
+from helpers.data import list_images
+from helpers.evaluation import DEFAULT_THRESHOLD, apply_thresholds
 from helpers.images import ImageError, read_image
+from helpers.labels import to_label_lists
+from helpers.pipeline import dataset_from_dataframe, quiet_upstream_warnings
 
-DEFAULT_THRESHOLD = 0.5
+
+def predict_dataset(model, data):
+    """Predict a whole labelled dataset, keeping labels aligned with predictions.
+
+    Parameters
+    ----------
+    model : keras.Model
+    data : tf.data.Dataset of (images, labels) or a tuple (images, labels) of arrays
+
+    Returns
+    -------
+    (y_true, y_prob): numpy arrays.
+    """
+    if isinstance(data, (tuple, list)):
+        images, labels = data[0], data[1]
+        return np.asarray(labels), np.asarray(model.predict(images, verbose=0))
+    truths, probabilities = [], []
+    with quiet_upstream_warnings():
+        for batch in data:
+            truths.append(np.asarray(batch[1]))
+            probabilities.append(np.asarray(model.predict_on_batch(batch[0])))
+    if not truths:
+        raise ValueError("the dataset to predict is empty")
+    return np.concatenate(truths), np.concatenate(probabilities)
 
 
 def _loaded(model_dir_or_loaded):
-    from helpers.training import load_artefacts, validate_metadata
-
     if isinstance(model_dir_or_loaded, (str, os.PathLike)):
         return load_artefacts(model_dir_or_loaded)
     if isinstance(model_dir_or_loaded, (tuple, list)) and len(model_dir_or_loaded) == 2:
         model, metadata = model_dir_or_loaded
         metadata = validate_metadata(metadata, "metadata")
-        units = int(model.output_shape[-1])
+        units = output_units(model)
         if units != len(metadata["classes"]):
             raise ValueError(
                 f"metadata lists {len(metadata['classes'])} classes but the model has "
@@ -34,6 +75,93 @@ def _loaded(model_dir_or_loaded):
         "expected a model folder or a (model, metadata) pair from load_artefacts, got "
         f"{type(model_dir_or_loaded).__name__}"
     )
+
+
+def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
+    """Predict every image of a DataFrame (``filename``, ``labels``) through the tf.data pipeline.
+
+    Parameters
+    ----------
+    model_dir_or_loaded : str, Path or (model, metadata)
+    dataframe : pandas.DataFrame
+        Labels must all be classes of the model.
+    batch_size : int
+
+    Returns
+    -------
+    (y_true, y_prob, file_paths, skipped): multi-hot truth and probabilities of the images
+    that could be read, their paths, and ``{"path", "reason"}`` of the others.
+    """
+    model, metadata = _loaded(model_dir_or_loaded)
+    classes = metadata["classes"]
+    unknown = sorted({label for labels in to_label_lists(dataframe["labels"]) for label in labels}
+                     - set(classes))
+    if unknown:
+        raise ValueError(
+            f"the dataset has labels the model was not trained on: {unknown}; "
+            f"the model knows {classes}"
+        )
+    dataset = dataset_from_dataframe(
+        dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
+        batch_size=batch_size, shuffle=False,
+    )
+    y_true, y_prob = predict_dataset(model, dataset)
+    skipped = list(dataset.skipped)
+    if len(y_true) != len(dataset.file_paths):
+        skipped.append({"path": "(while decoding)",
+                        "reason": f"{len(dataset.file_paths) - len(y_true)} image(s) failed"})
+    return y_true, y_prob, list(dataset.file_paths), skipped
+
+
+def _existing_path(path):
+    """``path`` as saved; relative paths that do not exist from here are tried from the repo."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    candidate = REPO_ROOT / path
+    return str(candidate) if candidate.exists() else path
+
+
+def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
+    """Predict the images of one split saved with a model (its ``splits.csv``).
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        Artefact folder written by ``helpers.workflows.train_from_source``.
+    split : {"train", "val", "test"}, default="test"
+        Which rows of ``splits.csv`` to predict.
+    batch_size : int, default=32
+        Images per prediction batch.
+    loaded : (keras.Model, dict), optional
+        ``helpers.artefacts.load_artefacts(model_dir)`` already called, to load only once.
+
+    Returns
+    -------
+    dict
+        ``frame`` (DataFrame: ``filename``, ``split``, ``labels`` as lists), ``y_true``
+        (multi-hot int), ``y_prob``, ``classes`` and ``metadata`` (``labels.json``).
+    """
+    loaded = loaded or load_artefacts(model_dir)
+    splits = read_splits(model_dir)
+    if split not in set(splits["split"]):
+        raise ValueError(f"split: expected one of {sorted(set(splits['split']))} (the splits "
+                         f"in {model_dir}/splits.csv), got {split!r}")
+    frame = splits[splits["split"] == split].reset_index(drop=True)
+    paths = frame["absolute_path"] if "absolute_path" in frame else frame["filename"]
+    frame["filename"] = [_existing_path(path) for path in paths]
+    frame["labels"] = [value.split("|") if value else [] for value in frame["labels"]]
+    y_true, y_prob, read_paths, skipped = predict_dataframe(loaded, frame, batch_size)
+    for item in skipped:
+        warn(f"{item['path']}: left out of the {split} split ({item['reason']})")
+    if skipped:
+        frame = frame[frame["filename"].isin(set(map(str, read_paths)))].reset_index(drop=True)
+    if len(frame) != len(y_true):
+        raise ValueError(f"{model_dir}: {len(y_true)} predictions for {len(frame)} images of "
+                         f"the {split} split; some images failed while decoding")
+    metadata = loaded[1]
+    return {"frame": frame, "y_true": np.asarray(y_true).round().astype(int),
+            "y_prob": np.asarray(y_prob, dtype=float), "classes": list(metadata["classes"]),
+            "metadata": metadata}
 
 
 def expand_paths(paths):
@@ -48,8 +176,6 @@ def expand_paths(paths):
     list of (str, str or None): each path with an error message when it cannot be used
     (missing path, folder without images).
     """
-    from helpers.data import list_images
-
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     expanded = []
@@ -67,21 +193,14 @@ def expand_paths(paths):
     return expanded
 
 
-def _labels_of(probabilities, classes, task, thresholds):
-    if task == "multi_class":
-        return [classes[int(np.argmax(probabilities))]]
-    return [name for name, value, threshold in zip(classes, probabilities, thresholds)
-            if value >= threshold]
-
-
 def predict_paths(model_dir_or_loaded, paths, batch_size=32, thresholds=None):
     """Predict the labels of image files and folders.
 
     Parameters
     ----------
     model_dir_or_loaded : str, Path or (model, metadata)
-        A folder written by ``helpers.training.save_artefacts`` or what
-        ``helpers.training.load_artefacts`` returned.
+        A folder written by ``helpers.artefacts.save_artefacts`` or what
+        ``helpers.artefacts.load_artefacts`` returned.
     paths : str, Path or list of them
         Image files and folders (searched recursively, hidden files and non-images left out).
     batch_size : int
@@ -97,8 +216,6 @@ def predict_paths(model_dir_or_loaded, paths, batch_size=32, thresholds=None):
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    from helpers.training import quiet_upstream_warnings
-
     model, metadata = _loaded(model_dir_or_loaded)
     classes, task = metadata["classes"], metadata["task"]
     target_size = tuple(metadata["target_size"])
@@ -114,11 +231,12 @@ def predict_paths(model_dir_or_loaded, paths, batch_size=32, thresholds=None):
             return
         batch = np.stack([image for _, image in pending]).astype("float32") / 255.0
         probabilities = np.asarray(model.predict_on_batch(batch), dtype=float)
-        for (index, _), row in zip(pending, probabilities):
+        decisions = apply_thresholds(probabilities, thresholds, task)
+        for (index, _), row, decided in zip(pending, probabilities, decisions):
             results[index]["probabilities"] = {
                 name: float(value) for name, value in zip(classes, row)
             }
-            results[index]["labels"] = _labels_of(row, classes, task, thresholds)
+            results[index]["labels"] = [name for name, yes in zip(classes, decided) if yes]
         pending.clear()
 
     with quiet_upstream_warnings():
@@ -196,109 +314,6 @@ def annotate(path, result, out_path, min_size=320, max_lines=5):
     return out_path
 
 
-def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
-    """Predict every image of a DataFrame (``filename``, ``labels``) through the tf.data pipeline.
-
-    Parameters
-    ----------
-    model_dir_or_loaded : str, Path or (model, metadata)
-    dataframe : pandas.DataFrame
-        Labels must all be classes of the model.
-    batch_size : int
-
-    Returns
-    -------
-    (y_true, y_prob, file_paths, skipped): multi-hot truth and probabilities of the images
-    that could be read, their paths, and ``{"path", "reason"}`` of the others.
-    """
-    from helpers.labels import to_label_lists
-    from helpers.pipeline import dataset_from_dataframe
-    from helpers.training import predict_dataset, quiet_upstream_warnings
-
-    model, metadata = _loaded(model_dir_or_loaded)
-    classes = metadata["classes"]
-    unknown = sorted({label for labels in to_label_lists(dataframe["labels"]) for label in labels}
-                     - set(classes))
-    if unknown:
-        raise ValueError(
-            f"the dataset has labels the model was not trained on: {unknown}; "
-            f"the model knows {classes}"
-        )
-    dataset = dataset_from_dataframe(
-        dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
-        batch_size=batch_size, shuffle=False,
-    )
-    with quiet_upstream_warnings():
-        y_true, y_prob = predict_dataset(model, dataset)
-    skipped = list(dataset.skipped)
-    if len(y_true) != len(dataset.file_paths):
-        skipped.append({"path": "(while decoding)",
-                        "reason": f"{len(dataset.file_paths) - len(y_true)} image(s) failed"})
-    return y_true, y_prob, list(dataset.file_paths), skipped
-
-
-def _rows_of_split(dataframe, model_dir, split):
-    from helpers.training import assign_splits
-
-    chosen = dataframe[(assign_splits(dataframe, model_dir) == split).to_numpy()]
-    chosen = chosen.reset_index(drop=True)
-    if len(chosen) == 0:
-        raise ValueError(
-            f"{Path(model_dir) / 'splits.csv'}: none of its {split!r} images is in this dataset; "
-            "evaluate a split with the same SOURCE (same path) as at training time, "
-            "or use split='all'"
-        )
-    return chosen
-
-
-def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False, batch_size=32):
-    """Evaluate a model folder on a dataset; optionally tune and save per-class thresholds.
-
-    Parameters
-    ----------
-    model_dir : str or Path
-    dataframe : pandas.DataFrame
-        From ``helpers.data.load_dataset``.
-    split : str
-        ``"all"``, or ``"train"`` / ``"val"`` / ``"test"`` as saved in ``splits.csv``.
-    tune_thresholds : bool
-        Choose each class's threshold for the best F1 on the validation split, save it in
-        ``labels.json`` and evaluate with it (multi-label only).
-    batch_size : int
-
-    Returns
-    -------
-    dict: ``helpers.evaluation.evaluation_report`` plus ``n_images``, ``split``,
-    ``skipped`` and ``task``.
-    """
-    from helpers import evaluation
-    from helpers.training import load_artefacts, update_thresholds
-
-    if split not in ("all", "train", "val", "test"):
-        raise ValueError(f"split must be 'all', 'train', 'val' or 'test', got {split!r}")
-    model, metadata = load_artefacts(model_dir)
-    classes, task = metadata["classes"], metadata["task"]
-    thresholds = np.asarray(metadata["thresholds"], dtype=float)
-    if tune_thresholds:
-        if task != "multi_label":
-            raise ValueError("tune_thresholds only applies to multi_label models")
-        val_rows = _rows_of_split(dataframe, model_dir, "val")
-        y_val, p_val, _, _ = predict_dataframe((model, metadata), val_rows, batch_size)
-        thresholds = evaluation.tune_thresholds(y_val, p_val, classes=classes)
-        metadata = update_thresholds(model_dir, thresholds)
-
-    rows = dataframe if split == "all" else _rows_of_split(dataframe, model_dir, split)
-    y_true, y_prob, _, skipped = predict_dataframe((model, metadata), rows, batch_size)
-    if task == "multi_class":
-        decisions = np.zeros_like(y_prob)
-        decisions[np.arange(len(y_prob)), y_prob.argmax(axis=1)] = 1.0
-        report = evaluation.evaluation_report(y_true, decisions, classes, 0.5)
-        ranking = evaluation.evaluation_report(y_true, y_prob, classes, 0.5)
-        for label, row in report["per_class"].items():
-            for key in ("average_precision", "roc_auc"):
-                row[key] = ranking["per_class"][label][key]
-        report["mAP"] = ranking["mAP"]
-    else:
-        report = evaluation.evaluation_report(y_true, y_prob, classes, thresholds)
-    report.update({"n_images": int(len(y_true)), "split": split, "skipped": skipped, "task": task})
-    return report
+__getattr__ = moved_names(__name__, {
+    "evaluate_model_dir": "helpers.workflows.evaluate_model_dir",
+})

@@ -225,24 +225,33 @@ def size_summary(sizes):
     Parameters
     ----------
     sizes : pandas.DataFrame
-        Output of :func:`image_sizes`.
+        Output of :func:`image_sizes` (or any table with ``width`` and ``height``; rows
+        with an ``error`` or without a positive size are left out).
 
     Returns
     -------
     dict
         ``n_read``, ``width``/``height``/``aspect`` (min, median, mean, max; aspect =
-        width / height), ``modes`` and ``formats`` (value → count).
+        width / height), ``modes`` and ``formats`` (value → count, when those columns exist).
     """
-    readable = sizes[sizes["error"].isna()]
-    width = readable["width"].astype("float64")
-    height = readable["height"].astype("float64")
+    readable = sizes[sizes["error"].isna()] if "error" in sizes else sizes
+    width = pd.to_numeric(readable["width"], errors="coerce").astype("float64")
+    height = pd.to_numeric(readable["height"], errors="coerce").astype("float64")
+    known = (width > 0) & (height > 0)
+    width, height = width[known], height[known]
+
+    def tally(column):
+        if column not in readable:
+            return {}
+        return {str(k): int(v) for k, v in Counter(readable.loc[known, column]).most_common()}
+
     return {
-        "n_read": int(len(readable)),
+        "n_read": int(known.sum()),
         "width": _describe(width),
         "height": _describe(height),
         "aspect": _describe(width / height),
-        "modes": {str(k): int(v) for k, v in Counter(readable["mode"]).most_common()},
-        "formats": {str(k): int(v) for k, v in Counter(readable["format"]).most_common()},
+        "modes": tally("mode"),
+        "formats": tally("format"),
     }
 
 

@@ -83,6 +83,20 @@ def build_odd_images(folder):
     return folder
 
 
+@pytest.fixture
+def photos(tmp_path):
+    """A few plain images in nested folders, plus clutter that must be ignored."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos" / "nested" / ".hidden").mkdir(parents=True)
+    paths = []
+    for index, relative in enumerate(["a.png", "b.jpg", "nested/c.png", "nested/.hidden/d.png"]):
+        path = tmp_path / "photos" / relative
+        Image.fromarray(rng.integers(0, 256, (20 + index, 24, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    return tmp_path / "photos", paths
+
+
 @pytest.fixture(scope="session")
 def _odd_images_master(tmp_path_factory):
     return build_odd_images(tmp_path_factory.mktemp("odd_images_master"))

@@ -5,7 +5,6 @@ import sys
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn import metrics
 
@@ -311,33 +310,60 @@ def test_module_imports_without_tensorflow():
     assert result.returncode == 0, result.stderr
 
 
-def test_predict_split_reads_the_saved_split(tmp_path):
-    keras = pytest.importorskip("keras")
-    from PIL import Image
 
-    from helpers import training
 
-    paths = []
-    for index in range(5):
-        path = tmp_path / f"image_{index}.png"
-        Image.new("RGB", (8, 8), (index * 50, 100, 200 - index * 40)).save(path)
-        paths.append(str(path))
-    splits = ["train", "val", "test", "test", "test"]
-    labels = ["cat", "dog", "cat|dog", "", "dog"]
-    model_dir = tmp_path / "model"
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(2, activation="sigmoid")])
-    training.save_artefacts(model_dir, model, ["cat", "dog"], "multi_label", (8, 8))
-    pd.DataFrame({"filename": paths, "split": splits, "labels": labels}).to_csv(
-        model_dir / "splits.csv", index=False)
+@pytest.mark.parametrize("task", ["multi_label", "multi_class"])
+def test_threshold_metrics_match_scikit_learn(task):
+    rng = np.random.default_rng(3)
+    y_prob = rng.random((30, 4))
+    if task == "multi_label":
+        y_true = (rng.random((30, 4)) < 0.4).astype(int)
+        y_pred = (y_prob >= 0.5).astype(int)
+    else:
+        y_true = np.eye(4, dtype=int)[rng.integers(0, 4, 30)]
+        y_pred = np.eye(4, dtype=int)[y_prob.argmax(axis=1)]
+    values = evaluation.threshold_metrics(y_true, y_prob, task, prefix="val_")
+    for average in evaluation.THRESHOLD_AVERAGES:
+        expected = metrics.f1_score(y_true, y_pred, average=average, zero_division=0)
+        assert values[f"val_f1_{average}"] == pytest.approx(expected)
 
-    result = evaluation.predict_split(model_dir, "test")
 
-    assert list(result["frame"]["filename"]) == paths[2:]
-    assert list(result["frame"]["labels"]) == [["cat", "dog"], [], ["dog"]]
-    np.testing.assert_array_equal(result["y_true"], [[1, 1], [0, 0], [0, 1]])
-    pixels = np.stack([np.asarray(Image.open(path), dtype="float32") / 255 for path in paths[2:]])
-    np.testing.assert_allclose(result["y_prob"], model.predict(pixels, verbose=0), atol=1e-5)
-    assert result["classes"] == ["cat", "dog"]
-    with pytest.raises(ValueError, match="split"):
-        evaluation.predict_split(model_dir, "holdout")
+def test_multi_class_decisions_are_the_argmax():
+    y_prob = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    np.testing.assert_array_equal(evaluation.apply_thresholds(y_prob, task="multi_class"),
+                                  [[0, 1, 0], [1, 0, 0]])
+    table = evaluation.classification_table([[0, 1, 0], [0, 0, 1]], y_prob, SMALL, task="multi_class")
+    assert table["predicted"].tolist() == [1, 1, 0]
+    assert table.loc["dog", "precision"] == 1.0 and table.loc["panda", "recall"] == 0.0
+    with pytest.raises(ValueError, match="task"):
+        evaluation.apply_thresholds(y_prob, task="multilabel")
+
+
+def test_confusion_table_matches_sklearn(problem):
+    y_true, y_prob = problem
+    y_pred = evaluation.apply_thresholds(y_prob)
+    table = evaluation.confusion_table(y_true, y_pred, CLASSES)
+    matrices = metrics.multilabel_confusion_matrix(y_true, y_pred)
+    np.testing.assert_array_equal(table[["tn", "fp", "fn", "tp"]].to_numpy(), matrices.reshape(-1, 4))
+    np.testing.assert_allclose(table["f1"], metrics.f1_score(y_true, y_pred, average=None, zero_division=0))
+    np.testing.assert_array_equal(
+        evaluation.error_counts(y_true, y_pred, "false_positive"), matrices[:, 0, 1])
+    np.testing.assert_array_equal(
+        evaluation.error_counts(y_true, y_pred, "false_negative"), matrices[:, 1, 0])
+
+
+@pytest.mark.parametrize("kind", evaluation.CURVES)
+def test_class_curves_give_sklearn_areas_and_chance_levels(problem, kind):
+    y_true, y_prob = problem
+    y_true = y_true.copy()
+    y_true[:, -1] = 0
+    curves = evaluation.class_curves(y_true, y_prob, CLASSES, kind=kind, micro_average=True)
+    assert list(curves) == CLASSES + ["micro-average"]
+    area = metrics.average_precision_score if kind == "pr" else metrics.roc_auc_score
+    for index, label in enumerate(CLASSES[:-1]):
+        assert curves[label]["area"] == pytest.approx(area(y_true[:, index], y_prob[:, index]))
+        expected_chance = y_true[:, index].mean() if kind == "pr" else 0.5
+        assert curves[label]["chance"] == pytest.approx(expected_chance)
+        assert len(curves[label]["x"]) == len(curves[label]["y"])
+    assert curves[CLASSES[-1]]["note"] == "no positive example" and curves[CLASSES[-1]]["x"] is None
+    assert curves["micro-average"]["area"] == pytest.approx(area(y_true.ravel(), y_prob.ravel()))

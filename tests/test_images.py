@@ -150,3 +150,30 @@ def test_resize_keeps_dtype_channels_and_same_size_copies():
     assert same is not image
     assert resize(image, (4, 5)).shape == (4, 5, 3) and resize(image, (4, 5)).dtype == np.uint8
     assert resize(image[..., :1], (20, 3)).shape == (20, 3, 1)
+
+
+def test_encoded_bytes_read_like_the_file(odd_images_dir, odd_images_expected):
+    for name, expected in odd_images_expected.items():
+        path = odd_images_dir / name
+        if expected["ok"]:
+            np.testing.assert_array_equal(read_image(path.read_bytes(), (12, 10)),
+                                          read_image(path, (12, 10)))
+            assert read_header(path.read_bytes()) == read_header(path)
+        else:
+            with pytest.raises(ImageError) as error:
+                read_image(path.read_bytes(), name=f"shard-00001:{name}")
+            assert str(error.value).startswith(f"shard-00001:{name}: ")
+
+
+def test_header_gives_the_exif_orientation(odd_images_dir):
+    assert read_header(odd_images_dir / "rotated_exif6.jpg")["orientation"] == 6
+    assert read_header(odd_images_dir / "UPPER.JPG")["orientation"] == 1
+
+
+def test_a_cut_download_is_not_complete(odd_images_dir):
+    from helpers.images import is_complete
+
+    whole = (odd_images_dir / "UPPER.JPG").read_bytes()
+    assert is_complete(whole, "JPEG") and is_complete(odd_images_dir / "UPPER.JPG", "JPEG")
+    assert not is_complete(whole[: len(whole) // 2], "JPEG")
+    assert not is_complete(odd_images_dir / "truncated.jpg", "JPEG")

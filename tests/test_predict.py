@@ -1,26 +1,19 @@
 """Tests for helpers.predict: predicting files and folders, odd and broken images, annotation."""
 import json
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import models, predict, training
-from helpers.images import read_image
+from _factories import CLASSES, SIZE, save_model_folder
 
-CLASSES = ["blue", "red", "shirt", "shoe"]
-SIZE = (16, 16)
+from helpers import artefacts, predict
+from helpers.images import read_image
 
 
 def _save_model(model_dir, task="multi_label", thresholds=(0.45, 0.5, 0.55, 0.5), seed=0):
-    keras.utils.set_random_seed(seed)
-    activation = "sigmoid" if task == "multi_label" else "softmax"
-    model = models.build_mlp((*SIZE, 3), len(CLASSES), final_activation=activation)
-    training.save_artefacts(model_dir, model, CLASSES, task, SIZE,
-                            thresholds=thresholds if task == "multi_label" else None)
-    return model
+    return save_model_folder(model_dir, CLASSES, SIZE, task, thresholds, seed)
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +23,8 @@ def model_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def photos(tmp_path):
-    """A few plain images in nested folders, plus clutter that must be ignored."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "photos" / "nested" / ".hidden").mkdir(parents=True)
-    paths = []
-    for index, relative in enumerate(["a.png", "b.jpg", "nested/c.png", "nested/.hidden/d.png"]):
-        path = tmp_path / "photos" / relative
-        Image.fromarray(rng.integers(0, 256, (20 + index, 24, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    (tmp_path / "photos" / "notes.txt").write_text("not an image")
-    return tmp_path / "photos", paths
-
-
 def _expected_probabilities(model_dir, path):
-    model, _ = training.load_artefacts(model_dir)
+    model, _ = artefacts.load_artefacts(model_dir)
     image = read_image(path, SIZE).astype("float32")[None] / 255.0
     return np.asarray(model.predict_on_batch(image))[0]
 
@@ -65,7 +44,7 @@ def test_folders_are_searched_recursively_without_hidden_or_non_image_files(mode
 
 def test_labels_follow_the_saved_thresholds(model_dir, photos):
     folder, _ = photos
-    thresholds = training.load_artefacts(model_dir)[1]["thresholds"]
+    thresholds = artefacts.load_artefacts(model_dir)[1]["thresholds"]
     for result in predict.predict_paths(model_dir, folder):
         expected = [name for name, threshold in zip(CLASSES, thresholds)
                     if result["probabilities"][name] >= threshold]
@@ -118,7 +97,7 @@ def test_batch_size_does_not_change_the_result(model_dir, photos, batch_size):
 
 def test_a_loaded_model_gives_the_same_answers_as_its_folder(model_dir, photos):
     folder, _ = photos
-    loaded = training.load_artefacts(model_dir)
+    loaded = artefacts.load_artefacts(model_dir)
     assert predict.predict_paths(loaded, folder) == predict.predict_paths(model_dir, folder)
 
 
@@ -164,34 +143,6 @@ def test_annotate_draws_the_labels_on_an_enlarged_copy(model_dir, photos, tmp_pa
         predict.annotate(paths[0], {"path": str(paths[0]), "error": "broken"}, tmp_path / "b.png")
 
 
-def test_evaluate_model_dir_uses_the_saved_split_and_tunes_thresholds(tmp_path, photos):
-    _save_model(tmp_path)
-    folder, paths = photos
-    dataframe = pd.DataFrame({
-        "filename": [str(p) for p in paths],
-        "labels": [["red", "shirt"], ["blue"], ["shoe"], ["red"]],
-    })
-    splits = dataframe.assign(split=["val", "val", "test", "test"])
-    splits["labels"] = ["|".join(labels) for labels in splits["labels"]]
-    splits[["filename", "split", "labels"]].to_csv(tmp_path / "splits.csv", index=False)
-
-    report = predict.evaluate_model_dir(tmp_path, dataframe, split="test")
-    assert report["n_images"] == 2 and report["split"] == "test"
-    assert set(report["per_class"]) == set(CLASSES)
-    assert {"micro", "macro", "weighted", "mAP"} <= set(report)
-
-    before = training.load_artefacts(tmp_path)[1]["thresholds"]
-    predict.evaluate_model_dir(tmp_path, dataframe, split="all", tune_thresholds=True)
-    after = training.load_artefacts(tmp_path)[1]["thresholds"]
-    assert len(after) == len(CLASSES) and after != before
-
-    with pytest.raises(ValueError, match="not trained on"):
-        predict.evaluate_model_dir(tmp_path, dataframe.assign(labels=[["zebra"]] * 4))
-    elsewhere = dataframe.assign(filename=[f"/elsewhere/{p.name}" for p in paths])
-    with pytest.raises(ValueError, match="none of its 'test' images"):
-        predict.evaluate_model_dir(tmp_path, elsewhere, split="test")
-
-
 def test_cli_predict_reports_broken_images_without_stopping(model_dir, odd_images_dir, capsys):
     from helpers.cli import main
 
@@ -200,3 +151,34 @@ def test_cli_predict_reports_broken_images_without_stopping(model_dir, odd_image
     results = json.loads(capsys.readouterr().out)
     errors = {r["path"].rsplit("/", 1)[-1] for r in results if r["error"]}
     assert errors == {"empty.jpg", "truncated.jpg", "random_bytes.jpg", "text.png"}
+
+
+def test_predict_split_reads_the_saved_split(tmp_path):
+    keras = pytest.importorskip("keras")
+    from PIL import Image
+
+
+    paths = []
+    for index in range(5):
+        path = tmp_path / f"image_{index}.png"
+        Image.new("RGB", (8, 8), (index * 50, 100, 200 - index * 40)).save(path)
+        paths.append(str(path))
+    splits = ["train", "val", "test", "test", "test"]
+    labels = ["cat", "dog", "cat|dog", "", "dog"]
+    model_dir = tmp_path / "model"
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2, activation="sigmoid")])
+    artefacts.save_artefacts(model_dir, model, ["cat", "dog"], "multi_label", (8, 8))
+    pd.DataFrame({"filename": paths, "split": splits, "labels": labels}).to_csv(
+        model_dir / "splits.csv", index=False)
+
+    result = predict.predict_split(model_dir, "test")
+
+    assert list(result["frame"]["filename"]) == paths[2:]
+    assert list(result["frame"]["labels"]) == [["cat", "dog"], [], ["dog"]]
+    np.testing.assert_array_equal(result["y_true"], [[1, 1], [0, 0], [0, 1]])
+    pixels = np.stack([np.asarray(Image.open(path), dtype="float32") / 255 for path in paths[2:]])
+    np.testing.assert_allclose(result["y_prob"], model.predict(pixels, verbose=0), atol=1e-5)
+    assert result["classes"] == ["cat", "dog"]
+    with pytest.raises(ValueError, match="split"):
+        predict.predict_split(model_dir, "holdout")
