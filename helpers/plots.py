@@ -1,87 +1,89 @@
 """Plots for the series, in the style of scikit-learn's ``Display`` objects.
 
-Every function takes keyword arguments, draws on the ``ax`` (or ``axes``) it is given and only
-creates a figure when none is given, and returns what it drew on: a matplotlib ``Axes`` for a
-single panel, or a :class:`PanelGrid` (``ax_`` = one axes per panel, ``figure_``) for several.
-The numbers behind a plot come from :mod:`helpers.scan` and :mod:`helpers.evaluation`; this
-module only draws. Nothing is saved here: notebooks call ``figure.savefig``.
+Every public function takes keyword arguments, draws on the ``ax`` it is given (one Axes,
+or a sequence of them for several panels) and creates a figure only when none is given,
+and returns a :class:`Display` holding ``figure_``, ``ax_`` and ``axes_``. Extra keyword
+arguments go to the matplotlib (or seaborn) call that draws the data, so ``color=``,
+``alpha=``, ``linewidth=``... work as usual.
 
-Importing the module sets the seaborn theme once (:func:`set_theme`).
+The numbers behind a plot come from :mod:`helpers.scan` and :mod:`helpers.evaluation`; this
+module only draws. Nothing is saved here (``Display.savefig``, or ``nb.save`` in the
+notebooks), and importing it changes no matplotlib setting: :func:`set_theme` applies the
+series' look when called.
 """
 import textwrap
-import warnings
-from dataclasses import dataclass
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
-from sklearn import metrics
 
-from helpers import evaluation
-
-_THEME_SET = False
+from helpers import evaluation, scan, warn
 
 
-def set_theme(force=False):
-    """Apply the series' seaborn theme (white grid, readable font sizes) once.
-
-    Parameters
-    ----------
-    force : bool, default=False
-        Apply it again even if it was applied before (e.g. after ``plt.rcdefaults()``).
-
-    Returns
-    -------
-    None
-    """
-    global _THEME_SET
-    if _THEME_SET and not force:
-        return
+def set_theme():
+    """Apply the series' seaborn theme: white grid, readable fonts, bold titles, tight saving."""
     sns.set_theme(context="notebook", style="whitegrid", palette="tab10",
                   rc={"figure.dpi": 100, "savefig.dpi": 120, "savefig.bbox": "tight",
                       "axes.titlesize": 11, "axes.titleweight": "bold"})
-    _THEME_SET = True
 
 
-set_theme()
-
-
-@dataclass
-class PanelGrid:
-    """The axes of a multi-panel plot.
+class Display:
+    """What a plot function drew, in scikit-learn's Display style.
 
     Attributes
     ----------
-    ax_ : np.ndarray of matplotlib Axes
-        One axes per panel, in panel order (unused cells of the grid are hidden).
     figure_ : matplotlib Figure
-        The figure holding them.
+        The figure holding the plot.
+    axes_ : np.ndarray of matplotlib Axes
+        Every panel, in panel order (one element for a single-panel plot).
+    ax_ : matplotlib Axes or np.ndarray
+        The Axes of a single-panel plot; for several panels, the same array as ``axes_``.
+
+    Iterating over a Display, ``len()`` and indexing go over ``axes_``.
     """
 
-    ax_: np.ndarray
-    figure_: Figure
+    def __init__(self, axes, figure=None):
+        flat = np.empty(len(np.ravel(np.asarray(axes, dtype=object))), dtype=object)
+        flat[:] = list(np.ravel(np.asarray(axes, dtype=object)))
+        self.axes_ = flat
+        self.figure_ = figure if figure is not None else flat[0].figure
+        self.ax_ = flat[0] if len(flat) == 1 else flat
 
     def __len__(self):
-        return len(self.ax_)
+        return len(self.axes_)
 
     def __iter__(self):
-        return iter(self.ax_)
+        return iter(self.axes_)
 
     def __getitem__(self, index):
-        return self.ax_[index]
+        return self.axes_[index]
+
+    def savefig(self, *args, **kwargs):
+        """``figure_.savefig(...)``."""
+        return self.figure_.savefig(*args, **kwargs)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({len(self.axes_)} axes)"
+
+
+PanelGrid = Display  # the name of the multi-panel result before every plot returned a Display
 
 
 # --------------------------------------------------------------------------- plumbing
-def _panels(n_panels, ncols, axes=None, panel_size=(3.0, 3.0)):
+def _one_ax(ax, figsize):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def _panels(n_panels, ncols, ax=None, panel_size=(3.0, 3.0)):
     """Return ``(flat axes, figure)`` for ``n_panels`` panels, creating a grid if needed."""
-    if axes is not None:
-        flat = np.ravel(np.asarray(axes, dtype=object))
+    if ax is not None:
+        flat = np.ravel(np.asarray(ax, dtype=object))
         if len(flat) < n_panels:
-            raise ValueError(f"axes: expected at least {n_panels} axes, got {len(flat)}")
+            raise ValueError(f"ax: expected at least {n_panels} axes, got {len(flat)}")
         return flat[:max(n_panels, 1)], flat[0].figure
     n_panels = max(int(n_panels), 1)
     ncols = max(1, min(int(ncols), n_panels))
@@ -92,12 +94,6 @@ def _panels(n_panels, ncols, axes=None, panel_size=(3.0, 3.0)):
     for extra in flat[n_panels:]:
         extra.set_visible(False)
     return flat[:n_panels], figure
-
-
-def _new_ax(ax, figsize):
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return ax
 
 
 def _as_series(values, name):
@@ -120,8 +116,8 @@ def _join_labels(labels):
     return ", ".join(map(str, labels)) if labels else "(no label)"
 
 
-def _show_image(ax, image, title=None, fontsize=9):
-    ax.imshow(image)
+def _show_image(ax, image, title=None, fontsize=9, **kwargs):
+    ax.imshow(image, **kwargs)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
@@ -139,12 +135,12 @@ def _show_text(ax, text):
 
 def _load_image(path, target_size):
     """Read an image with helpers.images, or return None (and warn) when it cannot be read."""
-    from helpers.images import read_image  # imported late: plots must import without it
+    from helpers.images import read_image  # Pillow only, but only the galleries need it
 
     try:
         return read_image(path, target_size=target_size)
     except (OSError, ValueError) as error:  # ImageError is a ValueError
-        warnings.warn(f"{path}: not shown ({error})", stacklevel=3)
+        warn(f"{path}: not shown ({error})")
         return None
 
 
@@ -162,7 +158,7 @@ def _heatmap_ticks(ax, n_columns):
 def _rotate_if_crowded(ax, labels):
     """Slant the x tick labels when they would not fit side by side."""
     labels = [str(label) for label in labels]
-    font_size = matplotlib.rcParams["xtick.labelsize"]
+    font_size = plt.rcParams["xtick.labelsize"]
     font_size = font_size if isinstance(font_size, (int, float)) else 11
     width_points = ax.get_position().width * ax.figure.get_size_inches()[0] * 72
     characters_that_fit = width_points / (0.6 * font_size)
@@ -183,9 +179,14 @@ def _curve_style(index, n_classes):
             "linewidth": 1.6}
 
 
+def _legend_outside(ax, **kwargs):
+    """A legend to the right of the axes, so that it hides no curve."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, **kwargs)
+
+
 # --------------------------------------------------------------------------- data scan
 def plot_label_counts(label_counts, *, n_images=None, ax=None, title="Images per label",
-                      color=None):
+                      **kwargs):
     """Horizontal bars of how many images carry each label, with the counts on the bars.
 
     Parameters
@@ -198,17 +199,17 @@ def plot_label_counts(label_counts, *, n_images=None, ax=None, title="Images per
         Where to draw; a new figure is created when None.
     title : str, default="Images per label"
         Axes title.
-    color : matplotlib colour, optional
-        Bar colour.
+    **kwargs
+        Passed to ``Axes.barh`` (``color=``...).
 
     Returns
     -------
-    matplotlib Axes
+    Display
     """
     counts = _as_series(label_counts, "label_counts").sort_values(ascending=True)
-    ax = _new_ax(ax, (7, 1.2 + 0.32 * max(len(counts), 2)))
-    bars = ax.barh([str(label) for label in counts.index], counts.to_numpy(),
-                   color=color or sns.color_palette()[0])
+    ax = _one_ax(ax, (7, 1.2 + 0.32 * max(len(counts), 2)))
+    kwargs.setdefault("color", sns.color_palette()[0])
+    bars = ax.barh([str(label) for label in counts.index], counts.to_numpy(), **kwargs)
     texts = [f"{int(count):,}" if n_images is None else f"{int(count):,} ({count / n_images:.0%})"
              for count in counts.to_numpy()]
     ax.bar_label(bars, labels=texts, padding=3, fontsize=9)
@@ -217,29 +218,28 @@ def plot_label_counts(label_counts, *, n_images=None, ax=None, title="Images per
     ax.set_ylabel("label")
     ax.grid(axis="y", visible=False)
     ax.set_title(title)
-    return ax
+    return Display(ax)
 
 
-def plot_labels_per_image(labels_per_image, *, ax=None, title="Labels per image", color=None):
+def plot_labels_per_image(labels_per_image, *, ax=None, title="Labels per image", **kwargs):
     """Bars of how many images have 0, 1, 2, … labels, with the counts on the bars.
 
     Parameters
     ----------
     labels_per_image : pd.Series, dict or array-like of int
-        Either the number of labels of every image (one value per image), or an already
-        counted distribution: a Series/dict whose index is the number of labels and whose
-        values are numbers of images, with the index named ``"n_labels"`` (as
-        ``helpers.scan.labels_per_image`` returns it) or given as a dict.
+        The distribution as ``helpers.scan.labels_per_image`` returns it (index
+        ``n_labels``, values = numbers of images) or as a dict, or else the number of
+        labels of every image (one value per image).
     ax : matplotlib Axes, optional
         Where to draw; a new figure is created when None.
     title : str, default="Labels per image"
         Axes title.
-    color : matplotlib colour, optional
-        Bar colour.
+    **kwargs
+        Passed to ``Axes.bar``.
 
     Returns
     -------
-    matplotlib Axes
+    Display
     """
     if isinstance(labels_per_image, dict) or (
             isinstance(labels_per_image, pd.Series)
@@ -247,13 +247,12 @@ def plot_labels_per_image(labels_per_image, *, ax=None, title="Labels per image"
         distribution = _as_series(labels_per_image, "labels_per_image").astype(int)
         distribution.index = distribution.index.astype(int)
     else:
-        per_image = pd.Series(np.asarray(labels_per_image)).astype(int)
-        distribution = per_image.value_counts()
+        distribution = pd.Series(np.asarray(labels_per_image)).astype(int).value_counts()
     full_range = range(0, int(distribution.index.max()) + 1) if len(distribution) else range(1)
     distribution = distribution.reindex(full_range, fill_value=0).sort_index()
-    ax = _new_ax(ax, (6, 3.5))
-    bars = ax.bar(distribution.index.astype(str), distribution.to_numpy(),
-                  color=color or sns.color_palette()[1])
+    ax = _one_ax(ax, (6, 3.5))
+    kwargs.setdefault("color", sns.color_palette()[1])
+    bars = ax.bar(distribution.index.astype(str), distribution.to_numpy(), **kwargs)
     total = distribution.sum()
     ax.bar_label(bars, labels=[f"{count:,}\n({count / total:.0%})" if total else "0"
                                for count in distribution.to_numpy()], padding=2, fontsize=9)
@@ -262,10 +261,11 @@ def plot_labels_per_image(labels_per_image, *, ax=None, title="Labels per image"
     ax.set_ylabel("images")
     ax.grid(axis="x", visible=False)
     ax.set_title(title)
-    return ax
+    return Display(ax)
 
 
-def plot_cooccurrence(cooccurrence_df, *, normalize=False, ax=None, annot=None, title=None):
+def plot_cooccurrence(cooccurrence_df, *, normalize=False, ax=None, annot=None, title=None,
+                      **kwargs):
     """Heatmap of how often two labels appear in the same image.
 
     Parameters
@@ -282,10 +282,12 @@ def plot_cooccurrence(cooccurrence_df, *, normalize=False, ax=None, annot=None, 
         Write the values in the cells; default: when there are at most 20 labels.
     title : str, optional
         Axes title.
+    **kwargs
+        Passed to ``seaborn.heatmap`` (``cmap=``...).
 
     Returns
     -------
-    matplotlib Axes
+    Display
     """
     if not isinstance(cooccurrence_df, pd.DataFrame) or \
             cooccurrence_df.shape[0] != cooccurrence_df.shape[1]:
@@ -299,24 +301,24 @@ def plot_cooccurrence(cooccurrence_df, *, normalize=False, ax=None, annot=None, 
     n_labels = len(matrix)
     annot = n_labels <= 20 if annot is None else annot
     side = min(2 + 0.55 * n_labels, 14)
-    ax = _new_ax(ax, (side + 1.5, side))
-    sns.heatmap(matrix, ax=ax, annot=annot, fmt=".0%" if normalize else ".0f",
-                cmap="rocket_r", square=True, linewidths=0.5, linecolor="white",
-                annot_kws={"fontsize": 8},
-                cbar_kws={"label": "share of the row label's images" if normalize
-                          else "images with both labels", "shrink": 0.8},
-                vmin=0, vmax=1 if normalize else None)
-    if normalize:
+    ax = _one_ax(ax, (side + 1.5, side))
+    options = dict(annot=annot, fmt=".0%" if normalize else ".0f", cmap="rocket_r", square=True,
+                   linewidths=0.5, linecolor="white", annot_kws={"fontsize": 8},
+                   cbar_kws={"label": "share of the row label's images" if normalize
+                             else "images with both labels", "shrink": 0.8},
+                   vmin=0, vmax=1 if normalize else None)
+    sns.heatmap(matrix, ax=ax, **{**options, **kwargs})
+    if normalize and ax.collections and ax.collections[0].colorbar is not None:
         ax.collections[0].colorbar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     _heatmap_ticks(ax, n_labels)
     ax.set_xlabel("…also has this label" if normalize else "label")
     ax.set_ylabel("images with this label…" if normalize else "label")
     ax.set_title(title or ("Co-occurrence (share of the row label)" if normalize
                            else "Co-occurrence (images with both labels)"))
-    return ax
+    return Display(ax)
 
 
-def plot_image_sizes(sizes_df, *, axes=None, bins=30):
+def plot_image_sizes(sizes_df, *, ax=None, bins=30, **kwargs):
     """Histograms of image width, height and aspect ratio (width / height), three panels.
 
     Parameters
@@ -324,44 +326,48 @@ def plot_image_sizes(sizes_df, *, axes=None, bins=30):
     sizes_df : pd.DataFrame
         Columns ``width`` and ``height`` (``helpers.scan.image_sizes(df)``); rows with a
         missing size (unreadable files) are left out.
-    axes : sequence of 3 matplotlib Axes, optional
+    ax : sequence of 3 matplotlib Axes, optional
         Where to draw; a new figure is created when None.
     bins : int, default=30
         Histogram bins.
+    **kwargs
+        Passed to ``seaborn.histplot``.
 
     Returns
     -------
-    PanelGrid
-        ``ax_`` = (width axes, height axes, aspect axes), ``figure_``.
+    Display
+        ``axes_`` = (width, height, aspect); each title gives the median from
+        ``helpers.scan.size_summary``.
     """
     missing = {"width", "height"} - set(getattr(sizes_df, "columns", []))
     if missing:
         raise ValueError(f"sizes_df: expected columns 'width' and 'height', missing {missing}")
+    summary = scan.size_summary(sizes_df)
     sizes = sizes_df[["width", "height"]].apply(pd.to_numeric, errors="coerce").dropna()
     sizes = sizes[(sizes["width"] > 0) & (sizes["height"] > 0)]
     values = {"width": sizes["width"], "height": sizes["height"],
               "aspect": sizes["width"] / sizes["height"]}
-    flat, figure = _panels(3, 3, axes, panel_size=(3.6, 3.0))
+    flat, figure = _panels(3, 3, ax, panel_size=(3.6, 3.0))
     palette = sns.color_palette()
-    for ax, (name, column), color in zip(flat, values.items(), palette[2:5]):
+    for axis, (name, column), color in zip(flat, values.items(), palette[2:5]):
         if len(column):
-            sns.histplot(column.to_numpy(), bins=bins, ax=ax, color=color)
-            median = float(column.median())
-            ax.axvline(median, color="black", linestyle="--", linewidth=1)
-            ax.set_title(f"{name}: median {median:.2f}" if name == "aspect"
-                         else f"{name}: median {median:.0f} px")
+            sns.histplot(column.to_numpy(), bins=bins, ax=axis, **{"color": color, **kwargs})
+            median = summary[name]["median"]
+            axis.axvline(median, color="black", linestyle="--", linewidth=1)
+            axis.set_title(f"{name}: median {median:.2f}" if name == "aspect"
+                           else f"{name}: median {median:.0f} px")
         else:
-            _show_text(ax, "no readable sizes")
-            ax.set_title(name)
-        ax.set_xlabel("width / height" if name == "aspect" else f"{name} (pixels)")
-        ax.set_ylabel("images")
-    if axes is None:
-        figure.suptitle(f"Image sizes of {len(sizes):,} images")
-    return PanelGrid(flat, figure)
+            _show_text(axis, "no readable sizes")
+            axis.set_title(name)
+        axis.set_xlabel("width / height" if name == "aspect" else f"{name} (pixels)")
+        axis.set_ylabel("images")
+    if ax is None:
+        figure.suptitle(f"Image sizes of {summary['n_read']:,} images")
+    return Display(flat, figure)
 
 
 def plot_sample_grid(dataframe, *, n=16, ncols=4, target_size=None, seed=0, x_col="filename",
-                     y_col="labels", axes=None):
+                     y_col="labels", ax=None, **kwargs):
     """A grid of randomly chosen images with their labels as titles.
 
     Parameters
@@ -378,31 +384,33 @@ def plot_sample_grid(dataframe, *, n=16, ncols=4, target_size=None, seed=0, x_co
         Which images are drawn.
     x_col, y_col : str
         Column names of the path and the labels.
-    axes : sequence of matplotlib Axes, optional
+    ax : sequence of matplotlib Axes, optional
         Where to draw; a new figure is created when None.
+    **kwargs
+        Passed to ``Axes.imshow``.
 
     Returns
     -------
-    PanelGrid
+    Display
     """
     for column in (x_col, y_col):
         if column not in dataframe.columns:
             raise ValueError(f"dataframe: expected a column {column!r}, "
                              f"got columns {list(dataframe.columns)}")
     sample = dataframe.sample(n=min(int(n), len(dataframe)), random_state=seed)
-    flat, figure = _panels(len(sample), ncols, axes, panel_size=(2.6, 2.9))
-    for ax, (_, row) in zip(flat, sample.iterrows()):
+    flat, figure = _panels(len(sample), ncols, ax, panel_size=(2.6, 2.9))
+    for axis, (_, row) in zip(flat, sample.iterrows()):
         image = _load_image(row[x_col], target_size)
         title = _wrap(_join_labels(row[y_col]))
         if image is None:
-            _show_text(ax, "unreadable image")
-            ax.set_title(title, fontsize=9, fontweight="normal")
+            _show_text(axis, "unreadable image")
+            axis.set_title(title, fontsize=9, fontweight="normal")
         else:
-            _show_image(ax, image, title)
-    return PanelGrid(flat, figure)
+            _show_image(axis, image, title, **kwargs)
+    return Display(flat, figure)
 
 
-def plot_augmented_batch(originals, augmented, *, labels=None, axes=None):
+def plot_augmented_batch(originals, augmented, *, labels=None, ax=None, **kwargs):
     """Images before (first row) and after augmentation (one row per augmented version).
 
     Parameters
@@ -413,13 +421,15 @@ def plot_augmented_batch(originals, augmented, *, labels=None, axes=None):
         The same images after augmentation, once or ``k`` times.
     labels : list, optional
         One title per column (a string or a list of labels).
-    axes : 2-D array of matplotlib Axes, optional
+    ax : 2-D array of matplotlib Axes, optional
         ``(1 + k, n)`` axes to draw on; a new figure is created when None.
+    **kwargs
+        Passed to ``Axes.imshow``.
 
     Returns
     -------
-    PanelGrid
-        ``ax_`` row by row: the originals first.
+    Display
+        ``axes_`` row by row: the originals first.
     """
     originals = np.asarray(originals, dtype=float)
     augmented = np.asarray(augmented, dtype=float)
@@ -437,19 +447,20 @@ def plot_augmented_batch(originals, augmented, *, labels=None, axes=None):
     n_images = originals.shape[0]
     if labels is not None and len(labels) != n_images:
         raise ValueError(f"labels: expected {n_images} entries (one per image), got {len(labels)}")
-    flat, figure = _panels(len(rows) * n_images, n_images, axes, panel_size=(2.2, 2.3))
+    flat, figure = _panels(len(rows) * n_images, n_images, ax, panel_size=(2.2, 2.3))
     for row_index, images in enumerate(rows):
         for column, image in enumerate(images):
-            ax = flat[row_index * n_images + column]
+            axis = flat[row_index * n_images + column]
             title = _wrap(_join_labels(labels[column]), 22) if labels is not None and \
                 row_index == 0 else None
-            _show_image(ax, np.clip(image, 0, 1), title)
+            _show_image(axis, np.clip(image, 0, 1), title, **kwargs)
             if column == 0:
-                ax.set_ylabel("original" if row_index == 0 else
-                              "augmented" if len(rows) == 2 else f"augmented {row_index}")
-    return PanelGrid(flat, figure)
+                axis.set_ylabel("original" if row_index == 0 else
+                                "augmented" if len(rows) == 2 else f"augmented {row_index}")
+    return Display(flat, figure)
 
 
+# --------------------------------------------------------------------------- training
 def _history_frame(history):
     if hasattr(history, "history"):  # a keras.callbacks.History
         history = history.history
@@ -461,30 +472,49 @@ def _history_frame(history):
     history = history.copy()
     if "epoch" in history.columns:
         history.index = history.pop("epoch").astype(int) + 1  # CSVLogger counts from 0
+    elif history.index.name == "epoch":  # helpers.artefacts.read_history
+        history.index = history.index.astype(int) + 1
     else:
         history.index = np.arange(1, len(history) + 1)
     history.index.name = "epoch"
     return history
 
 
-def plot_history(history, *, metrics=None, axes=None, ncols=None):
-    """Training and validation curves, one panel per metric.
+def _kept_epoch(frame, monitor):
+    """The epoch (1-based) with the best value of ``monitor``, as the callbacks keep it."""
+    if monitor is None:
+        monitor = next((name for name in ("val_f1_micro", "val_pr_auc", "val_loss")
+                        if name in frame.columns), None)
+    if monitor is None or monitor not in frame.columns or not frame[monitor].notna().any():
+        return None, monitor
+    column = frame[monitor]
+    return (column.idxmin() if monitor.endswith("loss") else column.idxmax()), monitor
+
+
+def plot_history(history, *, metrics=None, monitor=None, ax=None, ncols=None, **kwargs):
+    """Training and validation curves, one panel per metric, with the epoch that was kept.
 
     Parameters
     ----------
     history : pd.DataFrame, dict or keras.callbacks.History
-        Per-epoch values, e.g. ``pd.read_csv("history.csv")`` or ``model.fit(...)``'s return.
+        Per-epoch values, e.g. ``helpers.artefacts.read_history(folder)``, the
+        ``history.csv`` a run wrote, or ``model.fit(...)``'s return.
     metrics : sequence of str, optional
         Metric names without the ``val_`` prefix; default: every metric, loss first.
-    axes : sequence of matplotlib Axes, optional
+    monitor : str, optional
+        The value the checkpoint and early stopping watched; its best epoch is marked on
+        every panel (``val_loss`` is best when lowest, anything else when highest).
+        Default: ``val_f1_micro``, ``val_pr_auc`` or ``val_loss``, the first in the history.
+    ax : sequence of matplotlib Axes, optional
         One axes per metric; a new figure is created when None.
     ncols : int, optional
         Panels per row (default: all in one row, up to 4).
+    **kwargs
+        Passed to ``Axes.plot``.
 
     Returns
     -------
-    PanelGrid
-        One axes per metric; the loss panel marks the epoch with the lowest validation loss.
+    Display
     """
     frame = _history_frame(history)
     skip = {"learning_rate", "lr"}
@@ -498,30 +528,63 @@ def plot_history(history, *, metrics=None, axes=None, ncols=None):
     if unknown:
         raise ValueError(f"metrics: {unknown} not in the history, which has "
                          f"{list(frame.columns)}")
-    flat, figure = _panels(len(metrics), ncols or min(len(metrics), 4), axes,
+    kept, monitor = _kept_epoch(frame, monitor)
+    flat, figure = _panels(len(metrics), ncols or min(len(metrics), 4), ax,
                            panel_size=(4.0, 3.2))
     palette = sns.color_palette()
-    marker = "o" if len(frame) <= 30 else None
-    for ax, name in zip(flat, metrics):
+    kwargs.setdefault("marker", "o" if len(frame) <= 30 else None)
+    kwargs.setdefault("markersize", 4)
+    for axis, name in zip(flat, metrics):
         for column, label, color in ((name, "train", palette[0]),
                                      (f"val_{name}", "validation", palette[1])):
             if column in frame.columns:
-                ax.plot(frame.index, frame[column], marker=marker, markersize=4, label=label,
-                        color=color)
-        if name == "loss" and "val_loss" in frame.columns and frame["val_loss"].notna().any():
-            best = frame["val_loss"].idxmin()
-            ax.axvline(best, color="grey", linestyle=":", linewidth=1,
-                       label=f"best val_loss (epoch {best})")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name.replace("_", " "))
-        ax.set_title(name.replace("_", " "))
-        ax.legend(fontsize=8)
-    return PanelGrid(flat, figure)
+                axis.plot(frame.index, frame[column], label=label, **{"color": color, **kwargs})
+        if kept is not None:
+            axis.axvline(kept, color="grey", linestyle=":", linewidth=1.2,
+                         label=f"kept: epoch {kept} (best {monitor})")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(name.replace("_", " "))
+        axis.set_title(name.replace("_", " "))
+        axis.legend(fontsize=8)
+    return Display(flat, figure)
+
+
+def plot_learning_rate(learning_rates, *, ax=None, title="Learning rate per epoch", **kwargs):
+    """The learning rate of each epoch, on a log scale.
+
+    Parameters
+    ----------
+    learning_rates : array-like, pd.Series or dict
+        One value per epoch (epoch 1 first), e.g. ``history["learning_rate"]``.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure is created when None.
+    title : str
+    **kwargs
+        Passed to ``Axes.plot``.
+
+    Returns
+    -------
+    Display
+    """
+    values = pd.Series(learning_rates, dtype=float) if isinstance(learning_rates, dict) \
+        else pd.Series(np.asarray(learning_rates, dtype=float))
+    epochs = np.arange(1, len(values) + 1)
+    ax = _one_ax(ax, (5, 3.2))
+    kwargs.setdefault("marker", "o" if len(values) <= 40 else None)
+    kwargs.setdefault("markersize", 4)
+    ax.plot(epochs, values.to_numpy(), **kwargs)
+    if (values > 0).all():
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    return Display(ax)
 
 
 # --------------------------------------------------------------------------- post-mortem
-def plot_confusion_grid(y_true, y_pred, classes, *, ncols=4, axes=None):
+def plot_confusion_grid(y_true, y_pred, classes, *, ncols=4, ax=None, **kwargs):
     """One 2×2 confusion matrix per class, titled with the class's F1, recall and precision.
 
     Parameters
@@ -534,67 +597,66 @@ def plot_confusion_grid(y_true, y_pred, classes, *, ncols=4, axes=None):
         Class names, one per column.
     ncols : int, default=4
         Panels per row.
-    axes : sequence of matplotlib Axes, optional
+    ax : sequence of matplotlib Axes, optional
         One axes per class; a new figure is created when None.
+    **kwargs
+        Passed to ``seaborn.heatmap`` (``cmap=``...).
 
     Returns
     -------
-    PanelGrid
+    Display
         One panel per class; each cell shows the count and its share of all samples.
     """
-    truth, predictions, classes = evaluation._check_pair(y_true, y_pred, "y_pred", classes)
-    matrices = metrics.multilabel_confusion_matrix(truth, predictions)
-    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
-        truth, predictions, average=None, zero_division=0)
-    n_samples = max(truth.shape[0], 1)
-    flat, figure = _panels(len(classes), ncols, axes, panel_size=(2.9, 2.8))
-    for index, (ax, label, matrix) in enumerate(zip(flat, classes, matrices)):
-        cells = [[f"{count:,}\n{count / n_samples:.0%}" for count in row] for row in matrix]
-        sns.heatmap(matrix, ax=ax, annot=np.array(cells), fmt="", cbar=False, cmap="Blues",
-                    square=True, linewidths=1, linecolor="white", annot_kws={"fontsize": 9},
-                    xticklabels=["no", "yes"], yticklabels=["no", "yes"], vmin=0)
-        ax.set_xlabel("predicted", fontsize=9)
-        ax.set_ylabel("true", fontsize=9)
-        ax.tick_params(labelsize=8, rotation=0)
-        ax.set_title(f"{label}\nF1 {f1[index]:.2f} · R {recall[index]:.2f} · "
-                     f"P {precision[index]:.2f}", fontsize=10)
-    if axes is None:
+    table = evaluation.confusion_table(y_true, y_pred, classes)
+    n_samples = max(int(table[["tn", "fp", "fn", "tp"]].iloc[0].sum()), 1) if len(table) else 1
+    flat, figure = _panels(len(table), ncols, ax, panel_size=(2.9, 2.8))
+    options = dict(fmt="", cbar=False, cmap="Blues", square=True, linewidths=1,
+                   linecolor="white", annot_kws={"fontsize": 9}, vmin=0)
+    for axis, (label, row) in zip(flat, table.iterrows()):
+        matrix = np.array([[row["tn"], row["fp"]], [row["fn"], row["tp"]]], dtype=int)
+        cells = [[f"{count:,}\n{count / n_samples:.0%}" for count in line] for line in matrix]
+        sns.heatmap(matrix, ax=axis, annot=np.array(cells), xticklabels=["no", "yes"],
+                    yticklabels=["no", "yes"], **{**options, **kwargs})
+        axis.set_xlabel("predicted", fontsize=9)
+        axis.set_ylabel("true", fontsize=9)
+        axis.tick_params(labelsize=8, rotation=0)
+        axis.set_title(f"{label}\nF1 {row['f1']:.2f} · R {row['recall']:.2f} · "
+                       f"P {row['precision']:.2f}", fontsize=10)
+    if ax is None:
         figure.suptitle("Per-class confusion matrices (cells: count, share of all images)")
-    return PanelGrid(flat, figure)
+    return Display(flat, figure)
 
 
-def _skipped_entry(ax, label, reason):
-    ax.plot([], [], " ", label=f"{label}: skipped ({reason})")
-
-
-def _legend(ax, n_entries, loc):
-    if n_entries > 12:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
-    else:
-        ax.legend(fontsize=8, loc=loc)
-
-
-def _per_class_curves(display, y_true, y_prob, classes, ax, micro_average):
-    """Draw one scikit-learn ``display`` curve per class (and the micro average) on ``ax``."""
-    truth, probabilities, classes = evaluation._check_pair(y_true, y_prob, "y_prob", classes)
-    ax = _new_ax(ax, (6.5, 5.5))
-    for index, label in enumerate(classes):
-        reason = evaluation.undefined_reason(truth[:, index])
-        if reason:
-            _skipped_entry(ax, label, reason)
+def _draw_curves(kind, y_true, y_prob, classes, ax, micro_average, chance, **kwargs):
+    """Draw ``helpers.evaluation.class_curves`` on ``ax``; return the axes."""
+    curves = evaluation.class_curves(y_true, y_prob, classes, kind=kind,
+                                     micro_average=micro_average)
+    ax = _one_ax(ax, (8.5, 5.5))
+    area_name = "AP" if kind == "pr" else "AUC"
+    n_classes = len(curves) - bool(micro_average)
+    for index, (label, curve) in enumerate(curves.items()):
+        if label == "micro-average":
+            style = {"color": "black", "linestyle": "--", "linewidth": 2.2}
+        else:
+            style = _curve_style(index, n_classes)
+        if curve["note"]:
+            ax.plot([], [], " ", label=f"{label}: skipped ({curve['note']})")
             continue
-        display.from_predictions(
-            truth[:, index], probabilities[:, index], name=label, ax=ax,
-            curve_kwargs=_curve_style(index, len(classes)))
-    if micro_average and evaluation.undefined_reason(truth.ravel()) is None:
-        display.from_predictions(
-            truth.ravel(), probabilities.ravel(), name="micro-average", ax=ax,
-            curve_kwargs={"color": "black", "linestyle": "--", "linewidth": 2.2})
-    return ax, classes
+        text = f"{label} ({area_name} {curve['area']:.2f}"
+        text += f", chance {curve['chance']:.2f})" if kind == "pr" else ")"
+        line, = ax.plot(curve["x"], curve["y"], label=text,
+                        drawstyle="steps-post" if kind == "pr" else "default",
+                        **{**style, **kwargs})
+        if kind == "pr" and chance and label != "micro-average":
+            # A model that ranks at random has precision = the class's prevalence.
+            ax.axhline(curve["chance"], color=line.get_color(), linestyle=":", linewidth=0.9,
+                       alpha=0.8)
+    return ax
 
 
-def plot_pr_curves(y_true, y_prob, classes, *, ax=None, micro_average=False):
-    """Precision-recall curves, one per class, with the average precision in the legend.
+def plot_pr_curves(y_true, y_prob, classes, *, ax=None, micro_average=False, chance=True,
+                   **kwargs):
+    """Precision-recall curves, one per class, with the average precision and its chance level.
 
     Parameters
     ----------
@@ -608,23 +670,29 @@ def plot_pr_curves(y_true, y_prob, classes, *, ax=None, micro_average=False):
         Where to draw; a new figure is created when None.
     micro_average : bool, default=False
         Also draw the micro-averaged curve (all sample-label pairs pooled).
+    chance : bool, default=True
+        Draw each class's chance level, its prevalence, as a dotted line of its colour.
+    **kwargs
+        Passed to ``Axes.plot`` for every curve.
 
     Returns
     -------
-    matplotlib Axes
-        Classes with a single truth value have no curve and a "skipped" legend entry.
+    Display
+        The legend sits beside the axes, hiding no curve; classes with a single truth
+        value have no curve and a "skipped" legend entry.
     """
-    ax, classes = _per_class_curves(metrics.PrecisionRecallDisplay, y_true, y_prob, classes, ax, micro_average)
+    ax = _draw_curves("pr", y_true, y_prob, classes, ax, micro_average, chance, **kwargs)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.03)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title("Precision-recall curves")
-    _legend(ax, len(classes) + micro_average, "lower left")
-    return ax
+    ax.set_title("Precision-recall curves (dotted: chance = prevalence)" if chance
+                 else "Precision-recall curves")
+    _legend_outside(ax, fontsize=8)
+    return Display(ax)
 
 
-def plot_roc_curves(y_true, y_prob, classes, *, ax=None, micro_average=False):
+def plot_roc_curves(y_true, y_prob, classes, *, ax=None, micro_average=False, **kwargs):
     """ROC curves, one per class, with the ROC-AUC in the legend and the chance diagonal.
 
     Parameters
@@ -639,25 +707,28 @@ def plot_roc_curves(y_true, y_prob, classes, *, ax=None, micro_average=False):
         Where to draw; a new figure is created when None.
     micro_average : bool, default=False
         Also draw the micro-averaged curve (all sample-label pairs pooled).
+    **kwargs
+        Passed to ``Axes.plot`` for every curve.
 
     Returns
     -------
-    matplotlib Axes
-        Classes with a single truth value have no curve and a "skipped" legend entry.
+    Display
+        The legend sits beside the axes; classes with a single truth value have no curve
+        and a "skipped" legend entry.
     """
-    ax, classes = _per_class_curves(metrics.RocCurveDisplay, y_true, y_prob, classes, ax, micro_average)
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1,
-            label="chance (AUC = 0.50)")
+    ax = _draw_curves("roc", y_true, y_prob, classes, ax, micro_average, False, **kwargs)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance (AUC 0.50)")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate (recall)")
     ax.set_title("ROC curves")
-    _legend(ax, len(classes) + micro_average + 1, "lower right")
-    return ax
+    _legend_outside(ax, fontsize=8)
+    return Display(ax)
 
 
-def plot_threshold_curves(y_true, y_prob, classes, *, thresholds=None, ncols=4, axes=None):
+def plot_threshold_curves(y_true, y_prob, classes, *, thresholds=None, ncols=4, ax=None,
+                          **kwargs):
     """F1, precision and recall against the threshold, one panel per class.
 
     Parameters
@@ -672,32 +743,33 @@ def plot_threshold_curves(y_true, y_prob, classes, *, thresholds=None, ncols=4, 
         Tuned thresholds to mark; default: ``helpers.evaluation.tune_thresholds`` (best F1).
     ncols : int, default=4
         Panels per row.
-    axes : sequence of matplotlib Axes, optional
+    ax : sequence of matplotlib Axes, optional
         One axes per class; a new figure is created when None.
+    **kwargs
+        Passed to ``Axes.step`` for every curve.
 
     Returns
     -------
-    PanelGrid
-        One panel per class; the title compares F1 at 0.5 with F1 at the tuned threshold.
+    Display
+        One panel per class; the title compares F1 at 0.5 with F1 at the marked threshold.
     """
-    truth, probabilities, classes = evaluation._check_pair(y_true, y_prob, "y_prob", classes)
+    truth = np.asarray(y_true)
+    probabilities = np.asarray(y_prob, dtype=float)
     if thresholds is None:
-        thresholds = evaluation.tune_thresholds(truth, probabilities)
-    thresholds = evaluation._check_thresholds(thresholds, len(classes))
-    f1_default = metrics.f1_score(truth, evaluation.apply_thresholds(probabilities),
-                                  average=None, zero_division=0)
-    f1_tuned = metrics.f1_score(truth, evaluation.apply_thresholds(probabilities, thresholds),
-                                average=None, zero_division=0)
+        thresholds = evaluation.tune_thresholds(truth, probabilities, classes=classes)
+    at_half = evaluation.classification_table(truth, probabilities, classes)
+    at_tuned = evaluation.classification_table(truth, probabilities, classes, thresholds)
+    thresholds = at_tuned["threshold"].to_numpy()
     palette = sns.color_palette()
-    flat, figure = _panels(len(classes), ncols, axes, panel_size=(3.2, 2.8))
+    flat, figure = _panels(len(at_half), ncols, ax, panel_size=(3.2, 2.8))
     legend_drawn = False
-    for index, (ax, label) in enumerate(zip(flat, classes)):
+    for index, (axis, label) in enumerate(zip(flat, at_half.index)):
         curve = evaluation.threshold_curve(truth[:, index], probabilities[:, index])
-        ax.set_ylim(0, 1.05)
+        axis.set_ylim(0, 1.05)
         if curve.empty:
-            ax.set_xlim(0, 1)
-            _show_text(ax, f"no positive example:\nthreshold stays {thresholds[index]:.2f}")
-            ax.set_title(label, fontsize=10)
+            axis.set_xlim(0, 1)
+            _show_text(axis, f"no positive example:\nthreshold stays {thresholds[index]:.2f}")
+            axis.set_title(label, fontsize=10)
             continue
         # Below the lowest score every image is positive; above the highest, none is.
         first, highest = curve.iloc[0], curve["threshold"].iloc[-1]
@@ -710,30 +782,31 @@ def plot_threshold_curves(y_true, y_prob, classes, *, thresholds=None, ncols=4, 
         ], ignore_index=True)
         for column, color, width in (("f1", palette[3], 2.2), ("precision", palette[0], 1.2),
                                      ("recall", palette[2], 1.2)):
-            ax.step(steps["threshold"], steps[column], where="pre", color=color,
-                    linewidth=width, label=column)
-        ax.axvline(0.5, color="grey", linestyle=":", linewidth=1, label="0.5")
-        ax.axvline(thresholds[index], color="black", linestyle="--", linewidth=1.2,
-                   label="tuned")
+            axis.step(steps["threshold"], steps[column], where="pre", label=column,
+                      **{"color": color, "linewidth": width, **kwargs})
+        axis.axvline(0.5, color="grey", linestyle=":", linewidth=1, label="0.5")
+        axis.axvline(thresholds[index], color="black", linestyle="--", linewidth=1.2,
+                     label="tuned")
         # Zoom on where the scores are when the model squeezes them into a narrow band.
         low = min(curve["threshold"].min(), 0.5, thresholds[index])
         high = max(highest, 0.5, thresholds[index])
         margin = max(0.02, 0.08 * (high - low))
-        ax.set_xlim(max(0.0, low - margin), min(1.0, high + margin))
-        ax.set_xlabel("threshold", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.set_title(f"{label}\nF1 {f1_default[index]:.2f} at 0.5 → {f1_tuned[index]:.2f} at "
-                     f"{thresholds[index]:.2f}", fontsize=10)
+        axis.set_xlim(max(0.0, low - margin), min(1.0, high + margin))
+        axis.set_xlabel("threshold", fontsize=9)
+        axis.tick_params(labelsize=8)
+        axis.set_title(f"{label}\nF1 {at_half['f1'].iloc[index]:.2f} at 0.5 → "
+                       f"{at_tuned['f1'].iloc[index]:.2f} at {thresholds[index]:.2f}",
+                       fontsize=10)
         if not legend_drawn:
-            ax.legend(fontsize=7, loc="best")
+            axis.legend(fontsize=7, loc="best")
             legend_drawn = True
-    if axes is None:
+    if ax is None:
         figure.suptitle("F1, precision and recall against the threshold")
-    return PanelGrid(flat, figure)
+    return Display(flat, figure)
 
 
 def plot_error_gallery(filenames, y_true, y_prob, classes, *, kind="false_positive", n=8,
-                       thresholds=0.5, ncols=4, target_size=None, axes=None):
+                       thresholds=0.5, ncols=4, target_size=None, ax=None, **kwargs):
     """The most confident mistakes of one kind, worst first, with their labels.
 
     Parameters
@@ -756,29 +829,31 @@ def plot_error_gallery(filenames, y_true, y_prob, classes, *, kind="false_positi
         Panels per row.
     target_size : (height, width), optional
         Resize the images for display.
-    axes : sequence of matplotlib Axes, optional
+    ax : sequence of matplotlib Axes, optional
         Where to draw; a new figure is created when None.
+    **kwargs
+        Passed to ``Axes.imshow``.
 
     Returns
     -------
-    PanelGrid
+    Display
         Titles: the mistaken label and its probability, the true labels, and the predicted
         labels with their probabilities.
     """
     filenames = list(filenames)
-    truth, probabilities, classes = evaluation._check_pair(y_true, y_prob, "y_prob", classes)
-    if len(filenames) != truth.shape[0]:
-        raise ValueError(f"filenames: expected {truth.shape[0]} paths (one per row of y_true), "
-                         f"got {len(filenames)}")
-    errors = evaluation.worst_errors(truth, probabilities, classes, kind=kind, n=n,
+    probabilities = np.asarray(y_prob, dtype=float)
+    if len(filenames) != len(probabilities):
+        raise ValueError(f"filenames: expected {len(probabilities)} paths (one per row of "
+                         f"y_true), got {len(filenames)}")
+    errors = evaluation.worst_errors(y_true, probabilities, classes, kind=kind, n=n,
                                      thresholds=thresholds)
     word = "false positive" if kind == "false_positive" else "missed"
-    flat, figure = _panels(len(errors), ncols, axes, panel_size=(3.0, 3.6))
+    flat, figure = _panels(len(errors), ncols, ax, panel_size=(3.0, 3.6))
     if errors.empty:
         _show_text(flat[0], f"no {word.replace('missed', 'false negative')} at these thresholds")
-        return PanelGrid(flat, figure)
+        return Display(flat, figure)
     column_of = {label: index for index, label in enumerate(classes)}
-    for ax, error in zip(flat, errors.itertuples()):
+    for axis, error in zip(flat, errors.itertuples()):
         row = probabilities[error.sample]
         # a no-break space keeps each label next to its probability when the title wraps
         predicted = ", ".join(f"{label}\u00a0{row[column_of[label]]:.2f}"
@@ -788,19 +863,18 @@ def plot_error_gallery(filenames, y_true, y_prob, classes, *, kind="false_positi
                  f"{_wrap('pred: ' + predicted, 34, 2)}")
         image = _load_image(filenames[error.sample], target_size)
         if image is None:
-            _show_text(ax, "unreadable image")
-            ax.set_title(title, fontsize=8, fontweight="normal", loc="left")
+            _show_text(axis, "unreadable image")
         else:
-            _show_image(ax, image)
-            ax.set_title(title, fontsize=8, fontweight="normal", loc="left")
-    if axes is None:
+            _show_image(axis, image, **kwargs)
+        axis.set_title(title, fontsize=8, fontweight="normal", loc="left")
+    if ax is None:
         figure.suptitle("Most confident false positives" if kind == "false_positive"
                         else "Most confidently missed labels (false negatives)")
-    return PanelGrid(flat, figure)
+    return Display(flat, figure)
 
 
 def plot_error_pairs(y_true, y_pred, classes, *, kind="false_positive", normalize=False,
-                     ax=None, annot=None):
+                     ax=None, annot=None, **kwargs):
     """Heatmap of which labels were in the images where a label was wrongly predicted or missed.
 
     Parameters
@@ -821,15 +895,15 @@ def plot_error_pairs(y_true, y_pred, classes, *, kind="false_positive", normaliz
         Where to draw; a new figure is created when None.
     annot : bool, optional
         Write the values in the cells; default: when there are at most 20 labels.
+    **kwargs
+        Passed to ``seaborn.heatmap``.
 
     Returns
     -------
-    matplotlib Axes
+    Display
     """
     pairs = evaluation.error_pairs(y_true, y_pred, classes, kind=kind)
-    truth, predictions, _ = evaluation._check_pair(y_true, y_pred, "y_pred")
-    wrong_value = 1 if kind == "false_positive" else 0
-    errors_per_label = ((predictions == wrong_value) & (truth != wrong_value)).sum(axis=0)
+    errors_per_label = evaluation.error_counts(y_true, y_pred, kind=kind)
     values = pairs.astype(float)
     if normalize:
         values = values.div(np.where(errors_per_label > 0, errors_per_label, np.nan), axis=0)
@@ -838,21 +912,22 @@ def plot_error_pairs(y_true, y_pred, classes, *, kind="false_positive", normaliz
     n_labels = len(values)
     annot = n_labels <= 20 if annot is None else annot
     side = min(2.5 + 0.55 * n_labels, 14)
-    ax = _new_ax(ax, (side + 2.5, side))
-    sns.heatmap(values, ax=ax, annot=annot, fmt=".0%" if normalize else ".0f",
-                cmap="Blues" if kind == "false_positive" else "Oranges", linewidths=0.5,
-                linecolor="white", annot_kws={"fontsize": 8}, vmin=0,
-                vmax=1 if normalize else None,
-                cbar_kws={"label": "share of the row's errors" if normalize else "images",
-                          "shrink": 0.8})
+    ax = _one_ax(ax, (side + 2.5, side))
+    options = dict(annot=annot, fmt=".0%" if normalize else ".0f",
+                   cmap="Blues" if kind == "false_positive" else "Oranges", linewidths=0.5,
+                   linecolor="white", annot_kws={"fontsize": 8}, vmin=0,
+                   vmax=1 if normalize else None,
+                   cbar_kws={"label": "share of the row's errors" if normalize else "images",
+                             "shrink": 0.8})
+    sns.heatmap(values, ax=ax, **{**options, **kwargs})
     _heatmap_ticks(ax, n_labels + 1)
     ax.set_title("False positives: the true labels of those images" if kind == "false_positive"
                  else "False negatives: what was predicted instead")
-    return ax
+    return Display(ax)
 
 
 def plot_metric_comparison(table, metric, *, x="class", hue="model", ax=None, annotate=True,
-                           title=None):
+                           title=None, **kwargs):
     """Grouped bars of one metric, e.g. per class (``x``) for several models (``hue``).
 
     Parameters
@@ -873,10 +948,12 @@ def plot_metric_comparison(table, metric, *, x="class", hue="model", ax=None, an
         Write each bar's value on it (when there are at most 40 bars).
     title : str, optional
         Axes title.
+    **kwargs
+        Passed to ``seaborn.barplot`` (``palette=``...).
 
     Returns
     -------
-    matplotlib Axes
+    Display
     """
     if isinstance(table, dict):
         for name, frame in table.items():
@@ -895,10 +972,10 @@ def plot_metric_comparison(table, metric, *, x="class", hue="model", ax=None, an
     hue = hue if hue in table.columns else None
     n_groups = table[x].nunique()
     n_hues = table[hue].nunique() if hue else 1
-    ax = _new_ax(ax, (min(max(6.0, 1.2 + 0.45 * n_groups * n_hues + 0.3 * n_groups), 16), 4.2))
+    ax = _one_ax(ax, (min(max(6.0, 1.2 + 0.45 * n_groups * n_hues + 0.3 * n_groups), 16), 4.2))
     data = table.assign(**{metric: pd.to_numeric(table[metric], errors="coerce")})
-    sns.barplot(data=data, x=x, y=metric, hue=hue, ax=ax, errorbar=None,
-                palette="Set2" if hue else None, color=None if hue else sns.color_palette()[0])
+    options = {"palette": "Set2"} if hue else {"color": sns.color_palette()[0]}
+    sns.barplot(data=data, x=x, y=metric, hue=hue, ax=ax, errorbar=None, **{**options, **kwargs})
     if annotate and n_groups * n_hues <= 40:
         for container in ax.containers:
             ax.bar_label(container, labels=["" if np.isnan(value) else f"{value:.2f}"
@@ -912,7 +989,6 @@ def plot_metric_comparison(table, metric, *, x="class", hue="model", ax=None, an
     ax.grid(axis="x", visible=False)
     _rotate_if_crowded(ax, [tick.get_text() for tick in ax.get_xticklabels()])
     if hue:
-        ax.legend(title=hue, fontsize=8, title_fontsize=9, loc="upper left",
-                  bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        _legend_outside(ax, title=hue, fontsize=8, title_fontsize=9)
     ax.set_title(title or f"{metric.replace('_', ' ')} by {x}")
-    return ax
+    return Display(ax)
