@@ -9,6 +9,26 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("0*.ipynb"))
 
 
+def snapshot(folder):
+    """Every file below ``folder`` with its size and modification time."""
+    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def outputs_dir(tmp_path_factory):
+    """An outputs folder holding what a full and an interactive run left (broken on purpose:
+    a quick run that read them would fail, one that wrote there would change them)."""
+    root = tmp_path_factory.mktemp("outputs")
+    for mode in ("full", "interactive"):
+        for notebook in ("03_smallvggnet", "04_resnet50"):
+            model_dir = root / mode / notebook / "model"
+            model_dir.mkdir(parents=True)
+            (model_dir / "labels.json").write_text('{"classes": "not a list"}')
+            (model_dir / "splits.csv").write_text("filename,split,labels\n")
+    return root, snapshot(root / "full"), snapshot(root / "interactive")
+
+
 def test_notebooks_exist():
     names = [path.name[:2] for path in NOTEBOOKS]
     assert names == sorted(set(names)), f"notebook numbers should be unique and ordered: {names}"
@@ -26,8 +46,10 @@ def test_notebook_is_committed_without_outputs(notebook_path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook_path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
-def test_notebook_runs_in_quick_mode(notebook_path, monkeypatch):
+def test_notebook_runs_in_quick_mode(notebook_path, monkeypatch, outputs_dir):
+    monkeypatch.setenv("HELPERS_OUTPUTS_DIR", str(outputs_dir[0]))
     monkeypatch.setenv("QUICK", "1")
+    monkeypatch.setenv("HELPERS_BATCH_RUN", "1")  # as `make run QUICK=1` runs them
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(notebook_path, as_version=4)
     client = NotebookClient(
@@ -37,12 +59,19 @@ def test_notebook_runs_in_quick_mode(notebook_path, monkeypatch):
         resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
     )
     client.execute()
-    errors = [
-        output
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if output.output_type == "error"
-    ]
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.outputs]
+    errors = [output for output in outputs if output.output_type == "error"]
     assert not errors
-    assert any(cell.outputs for cell in notebook.cells if cell.cell_type == "code")
+    assert outputs
+    # Warnings name the caller's line, never IPython's machinery.
+    text = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
+    assert "interactiveshell.py" not in text
+
+
+@pytest.mark.notebook
+def test_quick_runs_leave_other_runs_outputs_untouched(outputs_dir):
+    root, full, interactive = outputs_dir
+    assert snapshot(root / "full") == full and snapshot(root / "interactive") == interactive
+    assert sorted(path.name for path in root.iterdir()) == ["full", "interactive", "quick"]
+    assert (root / "quick" / "03_smallvggnet" / "model" / "model.keras").is_file()

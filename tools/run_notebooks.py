@@ -66,6 +66,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     quick = os.environ.get("QUICK", "0") not in ("", "0")
+    # The kernels inherit it: notebooks then write to outputs/full/ or outputs/quick/, never
+    # over what an interactive session (outputs/interactive*/) made.
+    os.environ["HELPERS_BATCH_RUN"] = "1"
     output_dir = Path(args.output_dir) / ("quick" if quick else "full")
     output_dir.mkdir(parents=True, exist_ok=True)
     notebooks = [Path(p).resolve() for p in args.notebooks] or sorted(NOTEBOOKS_DIR.glob("0*.ipynb"))
