@@ -29,12 +29,10 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-# SOURCES B's augmentation, in ImageDataGenerator's units: the same values as
-# helpers.training.DEFAULT_AUGMENT, written out here because the Keras 2 child process
-# (method a) must not import helpers.training, which loads Keras 3.
+# The clothing tutorial's augmentation, in ImageDataGenerator's units: the same values as
+# helpers.augment.DEFAULT_AUGMENT, written out here because the Keras 2 child process
+# (method a) must not import helpers.augment, which loads Keras 3.
 AUGMENT = {
     "rotation_range": 25,
     "width_shift_range": 0.1,
@@ -159,10 +157,8 @@ CHILDREN = {
 def run_child(name, spec, tf_keras_path=None):
     """Run one measurement in a fresh Python process and return its JSON result."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-    paths = [str(REPO_ROOT)]
     if tf_keras_path:
-        paths.append(str(tf_keras_path))
-    env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join([str(tf_keras_path), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     completed = subprocess.run(
         [sys.executable, __file__, "--child", name, "--spec", json.dumps(spec)],
         capture_output=True, text=True, env=env, check=False,

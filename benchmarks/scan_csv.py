@@ -17,7 +17,6 @@ import argparse
 import csv
 import itertools
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,10 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from helpers.data import load_csv  # noqa: E402
-from helpers.scan import (  # noqa: E402
+from helpers.data import load_csv
+from helpers.scan import (
     cooccurrence,
     find_missing,
     label_counts,
