@@ -31,7 +31,6 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from PIL import Image
 
 from helpers import augment as augmentations
 from helpers import data, images, warn
