@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from helpers.data import LAYOUTS
+from helpers.generate import PRESETS
 
 
 def print_json(document):
@@ -234,7 +235,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     make_data = commands.add_parser("make-data", help="generate an embedded dataset (offline, deterministic)")
-    make_data.add_argument("preset", choices=("fashion", "scenes"))
+    make_data.add_argument("preset", choices=PRESETS)
     make_data.add_argument("out_dir")
     make_data.add_argument("--seed", type=int, default=0)
     make_data.add_argument("--scale", type=float, default=1.0, help="size relative to the default (1.0)")

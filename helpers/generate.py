@@ -1,6 +1,6 @@
 """Generate the embedded datasets: synthetic images in real-world layouts, offline and deterministic.
 
-Two presets:
+Three presets:
 
 - ``fashion``: one folder per ``colour_item`` pair, as in the clothing dataset (SOURCES B).
   Each image shows one garment silhouette (dress, jeans, shirt, shoe or bag) in a shade of its
@@ -10,6 +10,11 @@ Two presets:
 - ``scenes``: PASCAL VOC layout (``Annotations/*.xml``, ``JPEGImages/``,
   ``ImageSets/Main/{train,val}.txt``) with 0–4 objects of 10 classes of very different
   frequencies, described a second time by a ChestX-ray14-like ``Data_Entry.csv``.
+- ``shapes``: one folder per ``colour_shape`` pair (4 colours × 3 shapes, 90 images each at
+  scale 1), 64-80 px JPEGs of one filled shape, rotated, sized and placed at random over a
+  noisy background with neutral clutter; ``boxes.csv`` gives each shape's bounding box. A
+  dataset of another kind than the clothes, for checking that a recipe or an explanation
+  was not made to fit one dataset.
 
 Every image is drawn from its own random generator, seeded by ``(seed, preset, index)``, so
 the same seed and scale give byte-identical files, and a smaller scale gives a subset of the
@@ -30,7 +35,7 @@ from tqdm import tqdm
 
 from helpers import DATA_DIR, QUICK
 
-PRESETS = ("fashion", "scenes")
+PRESETS = ("fashion", "scenes", "shapes")
 
 # Scale used by ensure_dataset(quick=True): ~500 fashion images (>= 30 per folder) and
 # ~450 scene images.
@@ -79,9 +84,14 @@ VOC_ACTIONS = (
     "running", "takingphoto", "usingcomputer", "walking", "other",
 )
 
-_PRESET_IDS = {"fashion": 1, "scenes": 2}
+SHAPE_COLOURS = ("red", "green", "blue", "yellow")
+SHAPE_NAMES = ("circle", "square", "triangle")
+SHAPE_IMAGES_PER_FOLDER = 90
+SHAPE_BOXES_FILE = "boxes.csv"
+
+_PRESET_IDS = {"fashion": 1, "scenes": 2, "shapes": 3}
 # Raised whenever a preset's drawing changes, so that ensure_dataset replaces older copies.
-GENERATOR_VERSIONS = {"fashion": 3, "scenes": 1}
+GENERATOR_VERSIONS = {"fashion": 3, "scenes": 1, "shapes": 1}
 
 
 # --------------------------------------------------------------------------- public API
@@ -92,7 +102,7 @@ def make_dataset(preset, out_dir, seed=0, scale=1.0, progress=True):
 
     Parameters
     ----------
-    preset : {"fashion", "scenes"}
+    preset : {"fashion", "scenes", "shapes"}
         Which dataset to draw (see the module docstring).
     out_dir : str or Path
         Destination folder. It must not exist, be empty, or hold an earlier output of
@@ -100,7 +110,8 @@ def make_dataset(preset, out_dir, seed=0, scale=1.0, progress=True):
     seed : int, default 0
         Non-negative seed; the same seed and scale give byte-identical files.
     scale : float, default 1.0
-        Multiplies the number of images (about 2,000 fashion and 1,800 scene images at 1.0).
+        Multiplies the number of images (2,000 fashion, 1,800 scene and 1,080 shape images
+        at 1.0).
     progress : bool, default True
         Show a tqdm progress bar while writing images.
 
@@ -114,7 +125,7 @@ def make_dataset(preset, out_dir, seed=0, scale=1.0, progress=True):
     _prepare_out_dir(out_dir, preset)
     settings = {"preset": preset, "seed": seed, "scale": scale, "version": GENERATOR_VERSIONS[preset]}
     _write_json(out_dir / MARKER_START, settings)
-    writer = _write_fashion if preset == "fashion" else _write_scenes
+    writer = {"fashion": _write_fashion, "scenes": _write_scenes, "shapes": _write_shapes}[preset]
     summary = writer(out_dir, seed, scale, progress)
     _write_json(out_dir / MARKER_COMPLETE, {**settings, **summary})
     return out_dir
@@ -125,7 +136,7 @@ def ensure_dataset(preset, quick=QUICK):
 
     Parameters
     ----------
-    preset : {"fashion", "scenes"}
+    preset : {"fashion", "scenes", "shapes"}
         Which dataset.
     quick : bool, default ``helpers.QUICK``
         Use the small version (``DATA_DIR/"<preset>-quick"``, scale ``QUICK_SCALE``) instead
@@ -817,3 +828,73 @@ def _write_scenes(out_dir, seed, scale, progress):
     lines += [",".join(str(value) for value in row) for row in rows]
     (out_dir / "Data_Entry.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {"n_images": n_images, "n_train": len(splits["train"]), "n_val": len(splits["val"])}
+
+
+# --------------------------------------------------------------------------- shapes
+
+_SHAPE_HUES = {"red": (-0.02, 0.02), "green": (0.28, 0.40), "blue": (0.58, 0.66), "yellow": (0.13, 0.17)}
+
+
+def _shape_colour(name, rng):
+    """A random shade of one of the shape colours."""
+    low, high = _SHAPE_HUES[name]
+    return _hsv(rng.uniform(low, high), rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0))
+
+
+def _shape_outline(shape, centre, radius, angle):
+    """Polygon points of a square or triangle (or None for a circle) around ``centre``."""
+    if shape == "circle":
+        return None
+    corners = 4 if shape == "square" else 3
+    turn = [angle + 2 * math.pi * k / corners for k in range(corners)]
+    return [(centre[0] + radius * math.cos(a), centre[1] + radius * math.sin(a)) for a in turn]
+
+
+def _shape_image(folder, rng):
+    """Draw one ``colour_shape`` image; return it and the shape's box (x0, y0, x1, y1)."""
+    colour_name, shape = folder.split("_")
+    side = int(rng.integers(64, 81))
+    width, height = side, side
+    pixels = _gradient_background(width, height, rng)
+    clutter = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(clutter)
+    for _ in range(rng.integers(1, 4)):
+        _draw_clutter(draw, width, height, rng, _neutral_colour(rng, (0.3, 0.8)), (0.06, 0.16))
+    pixels = np.asarray(clutter, dtype=np.float32).copy()
+
+    radius = side * rng.uniform(0.14, 0.28)
+    # A square's corners reach sqrt(2) r from the centre only when turned; keep it inside.
+    margin = radius * 1.05 + 2
+    centre = (rng.uniform(margin, width - margin), rng.uniform(margin, height - margin))
+    angle = rng.uniform(0, 2 * math.pi)
+    mask_image = Image.new("L", (width, height), 0)
+    mask_draw = ImageDraw.Draw(mask_image)
+    outline = _shape_outline(shape, centre, radius, angle)
+    if outline is None:
+        mask_draw.ellipse((centre[0] - radius, centre[1] - radius,
+                           centre[0] + radius, centre[1] + radius), fill=255)
+    else:
+        mask_draw.polygon(outline, fill=255)
+    mask = np.asarray(mask_image, dtype=np.float32) / 255.0
+    pixels = _texture_fill(pixels, mask, _shape_colour(colour_name, rng), rng)
+    rows, columns = np.nonzero(mask > 0.5)
+    box = (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+    return _finish(pixels, rng, noise=(2, 8)), box
+
+
+def _write_shapes(out_dir, seed, scale, progress):
+    per_folder = max(1, round(SHAPE_IMAGES_PER_FOLDER * scale))
+    folders = [f"{colour}_{shape}" for colour in SHAPE_COLOURS for shape in SHAPE_NAMES]
+    rows = ["filename,width,height,xmin,ymin,xmax,ymax"]
+    with tqdm(total=per_folder * len(folders), desc=f"shapes → {out_dir}", unit="img",
+              disable=not progress) as bar:
+        for class_index, folder in enumerate(folders):
+            (out_dir / folder).mkdir()
+            for index in range(per_folder):
+                image, (x0, y0, x1, y1) = _shape_image(folder, _rng(seed, "shapes", class_index, index))
+                name = f"{folder}/{folder}_{index:04d}.jpg"
+                _save_jpeg(image, out_dir / name)
+                rows.append(f"{name},{image.width},{image.height},{x0},{y0},{x1},{y1}")
+                bar.update()
+    (out_dir / SHAPE_BOXES_FILE).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return {"n_images": per_folder * len(folders), "per_folder": per_folder}

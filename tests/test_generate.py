@@ -270,3 +270,27 @@ def test_refuses_a_file(tmp_path):
 def test_ensure_dataset_rejects_unknown_preset(data_dir):
     with pytest.raises(ValueError, match="preset"):
         generate.ensure_dataset("animals")
+
+
+def test_shapes_folders_boxes_and_colours(tiny):
+    import numpy as np
+
+    root = tiny["shapes"]
+    folders = sorted(path.name for path in root.iterdir() if path.is_dir())
+    assert folders == sorted(f"{c}_{s}" for c in generate.SHAPE_COLOURS for s in generate.SHAPE_NAMES)
+    with open(root / generate.SHAPE_BOXES_FILE, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(1 for _ in root.rglob("*.jpg")) == 12 * max(1, round(90 * TINY))
+    hues = {"red": 0.0, "green": 0.34, "blue": 0.62, "yellow": 0.15}
+    for row in rows:
+        image = Image.open(root / row["filename"])
+        assert image.size == (int(row["width"]), int(row["height"]))
+        assert 64 <= image.width <= 80 and image.width == image.height
+        x0, y0, x1, y1 = (int(row[key]) for key in ("xmin", "ymin", "xmax", "ymax"))
+        assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+        # The middle of the box is the shape, in the colour its folder names.
+        cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+        patch = np.asarray(image.convert("HSV"))[cy - 2:cy + 3, cx - 2:cx + 3].reshape(-1, 3)
+        hue = float(np.median(patch[:, 0])) / 255
+        colour = row["filename"].split("/")[0].split("_")[0]
+        assert min(abs(hue - hues[colour]), 1 - abs(hue - hues[colour])) < 0.06, row["filename"]
