@@ -228,8 +228,12 @@ def _between(scores, threshold):
 
 
 def tune_thresholds(y_true, y_prob, objective="f1", target=None, default=DEFAULT_THRESHOLD,
-                    classes=None):
-    """Choose one threshold per class on validation data.
+                    classes=None, min_precision=None):
+    """Find each class's best threshold on validation data (the raw optimum; see below).
+
+    The best threshold on a few validation images is often a poor one to keep: for a class
+    the model has not learnt, the best F1 is "predict it on every image". Use
+    :func:`choose_thresholds` to keep only the thresholds that help.
 
     Parameters
     ----------
@@ -247,6 +251,9 @@ def tune_thresholds(y_true, y_prob, objective="f1", target=None, default=DEFAULT
         Threshold kept by classes without a positive example.
     classes : list of str, optional
         Class names, used in warnings.
+    min_precision : float in (0, 1], optional
+        With ``objective="f1"``: the best F1 among the thresholds whose precision reaches
+        this (a class where none does keeps ``default``, with a warning).
 
     Returns
     -------
@@ -265,6 +272,9 @@ def tune_thresholds(y_true, y_prob, objective="f1", target=None, default=DEFAULT
     if objective != "f1" and (target is None or not 0 < float(target) <= 1):
         raise ValueError(f"target: expected a number in (0, 1] for objective={objective!r}, "
                          f"got {target!r}")
+    if min_precision is not None and (objective != "f1" or not 0 < float(min_precision) <= 1):
+        raise ValueError("min_precision: expected a number in (0, 1] with objective='f1', "
+                         f"got {min_precision!r} with objective={objective!r}")
 
     thresholds = np.full(truth.shape[1], float(default))
     for column in range(truth.shape[1]):
@@ -272,7 +282,14 @@ def tune_thresholds(y_true, y_prob, objective="f1", target=None, default=DEFAULT
         if curve.empty:
             continue
         if objective == "f1":
-            best = int(curve["f1"].to_numpy().argmax())
+            f1 = curve["f1"].to_numpy()
+            if min_precision is not None:
+                f1 = np.where(curve["precision"].to_numpy() >= min_precision, f1, -1.0)
+                if f1.max() < 0:
+                    warn(f"{names[column]}: no threshold reaches precision {min_precision}; "
+                         f"keeping {default}")
+                    continue
+            best = int(f1.argmax())
         elif objective == "precision":
             reached = np.flatnonzero(curve["precision"].to_numpy() >= target)
             if reached.size:
@@ -287,6 +304,173 @@ def tune_thresholds(y_true, y_prob, objective="f1", target=None, default=DEFAULT
             best = int(kept[-1])  # the lowest threshold has recall 1, so `kept` is never empty
         thresholds[column] = _between(probabilities[:, column], curve["threshold"].iloc[best])
     return thresholds
+
+
+# Bootstrap resamples of the validation images, to tell a gain from noise.
+N_BOOTSTRAP = 300
+
+
+def _f1(truth, predictions, axis=0):
+    """F1 along ``axis`` of boolean arrays (0 where it is undefined)."""
+    tp = (truth & predictions).sum(axis)
+    errors = (truth ^ predictions).sum(axis)
+    denominator = 2 * tp + errors
+    return np.divide(2 * tp, denominator, out=np.zeros(np.shape(denominator)),
+                     where=denominator > 0)
+
+
+def _overall(truth, predictions):
+    """Micro-F1 and subset accuracy, over the last two axes (samples, classes)."""
+    micro = _f1(truth, predictions, axis=(-2, -1))
+    subset = (truth == predictions).all(axis=-1).mean(axis=-1)
+    return micro, subset
+
+
+def choose_thresholds(y_true, y_prob, classes=None, objective="f1", target=None,
+                      min_precision=None, default=DEFAULT_THRESHOLD, max_share=2.0,
+                      n_bootstrap=N_BOOTSTRAP, seed=0):
+    """Tune one threshold per class on validation data, and keep it only where it helps.
+
+    The best threshold of each class (:func:`tune_thresholds`) replaces ``default`` only when
+
+    1. it does not predict the class on every validation image ("always yes");
+    2. it predicts the class on at most ``max_share`` times the class's prevalence, plus two
+       standard errors of that prevalence, ``2 * sqrt(p (1 - p) / n)`` (more is flooding
+       the class: a real detector predicts a class about as often as it occurs);
+    3. its F1 beats both the F1 at ``default`` and the F1 of "always yes",
+       ``2p / (1 + p)``, by more than the noise: twice the standard deviation of that gain
+       over bootstrap resamples of the validation images.
+
+    Checks 2 and 3 apply to ``objective="f1"``; a precision or recall target is a trade-off
+    you chose. Then, while the kept thresholds lower the validation micro-F1 or subset
+    accuracy against ``default`` by more than their bootstrap noise, the kept class whose
+    return to ``default`` helps most goes back to it.
+
+    Parameters
+    ----------
+    y_true, y_prob : array-like (n_samples, n_classes)
+        Validation truth and probabilities.
+    classes : list of str, optional
+        Class names (the table's index).
+    objective, target, min_precision
+        See :func:`tune_thresholds`.
+    default : float, default=0.5
+        The threshold a class keeps when tuning does not help.
+    max_share : float, default=2.0
+        See rule 2.
+    n_bootstrap : int, default=300
+        Bootstrap resamples for the noise.
+    seed : int, default=0
+        Seed of the resampling.
+
+    Returns
+    -------
+    thresholds : np.ndarray of float, shape (n_classes,)
+        The thresholds to use (and to save).
+    table : pd.DataFrame
+        One row per class: ``prevalence``, ``tuned`` (the best threshold), ``share_tuned``
+        (share of the images it predicts the class on), ``f1_default``, ``f1_tuned``,
+        ``f1_always_yes``, ``gain`` (``f1_tuned - f1_default``), ``noise`` (of the gain),
+        ``threshold`` (what to use), ``kept`` and ``reason``. ``table.attrs`` holds the
+        validation ``micro_f1`` and ``subset_accuracy`` at ``default`` and at the chosen
+        thresholds, and the noise of their differences.
+    """
+    truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
+    names = classes or [f"column {column}" for column in range(truth.shape[1])]
+    if not (isinstance(max_share, (int, float)) and max_share >= 1):
+        raise ValueError(f"max_share: expected a number >= 1, got {max_share!r}")
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
+            or n_bootstrap < 10:
+        raise ValueError(f"n_bootstrap: expected an integer >= 10, got {n_bootstrap!r}")
+    tuned = tune_thresholds(truth, probabilities, objective=objective, target=target,
+                            default=default, classes=names, min_precision=min_precision)
+    truth = truth.astype(bool)
+    n_samples = len(truth)
+    prevalence = truth.mean(axis=0)
+    at_default = probabilities >= default
+    at_tuned = probabilities >= tuned
+    f1_default, f1_tuned = _f1(truth, at_default), _f1(truth, at_tuned)
+    f1_always_yes = 2 * prevalence / (1 + prevalence)
+    share = at_tuned.mean(axis=0)
+    resamples = np.random.default_rng(seed).integers(0, n_samples, (n_bootstrap, n_samples))
+
+    gain_noise = np.zeros(len(names))
+    rows = []
+    for column, name in enumerate(names):
+        column_truth = truth[resamples, column]
+        tuned_f1 = _f1(column_truth, at_tuned[resamples, column], axis=1)
+        gain = tuned_f1 - _f1(column_truth, at_default[resamples, column], axis=1)
+        resampled_prevalence = column_truth.mean(axis=1)
+        over_yes = tuned_f1 - 2 * resampled_prevalence / (1 + resampled_prevalence)
+        gain_noise[column] = 2 * gain.std()
+        yes_noise = 2 * over_yes.std()
+        ceiling = max_share * prevalence[column] + 2 * np.sqrt(
+            prevalence[column] * (1 - prevalence[column]) / max(n_samples, 1))
+        if not truth[:, column].any():
+            reason = "no positive validation image"
+        elif tuned[column] == default or (at_tuned[:, column] == at_default[:, column]).all():
+            reason = f"the same decisions as {default} on the validation images"
+        elif at_tuned[:, column].all():
+            reason = "always yes: predicts the class on every validation image"
+        elif objective == "f1" and share[column] > ceiling:
+            reason = (f"floods the class: predicts it on {share[column]:.0%} of the images, "
+                      f"prevalence {prevalence[column]:.0%}")
+        elif objective == "f1" and f1_tuned[column] - f1_always_yes[column] <= yes_noise:
+            reason = (f"no better than always yes (F1 {f1_tuned[column]:.2f} against "
+                      f"{f1_always_yes[column]:.2f}, noise {yes_noise:.2f})")
+        elif objective == "f1" and f1_tuned[column] - f1_default[column] <= gain_noise[column]:
+            reason = (f"gain {f1_tuned[column] - f1_default[column]:+.2f} within the noise "
+                      f"({gain_noise[column]:.2f})")
+        else:
+            reason = "kept"
+        rows.append(reason)
+    kept = np.array([reason == "kept" for reason in rows])
+    chosen = np.where(kept, tuned, default)
+
+    def differences(thresholds, indices=None):
+        """Chosen minus default, micro-F1 and subset accuracy, on all images or resamples."""
+        predictions = probabilities >= thresholds
+        if indices is None:
+            indices = np.arange(n_samples)[None]
+        changes = []
+        # A few resamples at a time keep the boolean copies small for large validation sets.
+        for chunk in np.array_split(indices, max(1, indices.size * truth.shape[1] // 10**7 + 1)):
+            chosen_micro, chosen_subset = _overall(truth[chunk], predictions[chunk])
+            base_micro, base_subset = _overall(truth[chunk], at_default[chunk])
+            changes.append((chosen_micro - base_micro, chosen_subset - base_subset))
+        micro, subset = (np.concatenate([change[k] for change in changes]) for k in (0, 1))
+        return (micro, subset) if len(micro) > 1 else (float(micro[0]), float(subset[0]))
+
+    noise = (0.0, 0.0)
+    while kept.any():
+        resampled = differences(chosen, resamples)
+        noise = (2 * resampled[0].std(), 2 * resampled[1].std())
+        micro_change, subset_change = differences(chosen)
+        if micro_change >= -noise[0] and subset_change >= -noise[1]:
+            break
+        candidates = []
+        for column in np.flatnonzero(kept):
+            trial = chosen.copy()
+            trial[column] = default
+            candidates.append((sum(differences(trial)), column))
+        worst = max(candidates)[1]
+        kept[worst], chosen[worst] = False, default
+        which = "micro-F1" if micro_change < -noise[0] else "subset accuracy"
+        rows[worst] = f"back to {default}: the tuned thresholds lowered the validation {which}"
+
+    table = pd.DataFrame({
+        "prevalence": prevalence, "tuned": tuned, "share_tuned": share,
+        "f1_default": f1_default, "f1_tuned": f1_tuned, "f1_always_yes": f1_always_yes,
+        "gain": f1_tuned - f1_default, "noise": gain_noise, "threshold": chosen,
+        "kept": kept, "reason": rows,
+    }, index=pd.Index(names, name="class"))
+    base_micro, base_subset = _overall(truth, at_default)
+    final_micro, final_subset = _overall(truth, probabilities >= chosen)
+    table.attrs = {"micro_f1": {"default": float(base_micro), "chosen": float(final_micro)},
+                   "subset_accuracy": {"default": float(base_subset), "chosen": float(final_subset)},
+                   "noise": {"micro_f1": float(noise[0]), "subset_accuracy": float(noise[1])},
+                   "default": float(default), "n_samples": int(n_samples)}
+    return chosen, table
 
 
 # --------------------------------------------------------------------------- metrics

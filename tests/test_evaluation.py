@@ -367,3 +367,75 @@ def test_class_curves_give_sklearn_areas_and_chance_levels(problem, kind):
         assert len(curves[label]["x"]) == len(curves[label]["y"])
     assert curves[CLASSES[-1]]["note"] == "no positive example" and curves[CLASSES[-1]]["x"] is None
     assert curves["micro-average"]["area"] == pytest.approx(area(y_true.ravel(), y_prob.ravel()))
+
+
+# --------------------------------------------------------------------------- choosing thresholds
+def threshold_problem(seed=0, n=300):
+    """Four classes: learnt well, a rare one learnt backwards, a rare one ranked right but
+    scored low (where tuning helps), and a middling one."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random((n, 4)) < [0.5, 0.04, 0.1, 0.3]).astype(int)
+    truth[:2, 1] = 1  # a few positives at least
+    probabilities = np.column_stack([
+        np.clip(0.7 * truth[:, 0] + 0.3 * rng.random(n), 0, 1),
+        # Positives get the lowest scores: the best F1 is "predict it on every image".
+        np.where(truth[:, 1] == 1, 0.01 * rng.random(n), 0.05 + 0.3 * rng.random(n)),
+        np.clip(0.25 * truth[:, 2] + 0.2 * rng.random(n), 0, 1),
+        np.clip(0.5 * truth[:, 3] + 0.4 * rng.random(n), 0, 1),
+    ])
+    return truth, probabilities
+
+
+def test_naive_tuning_picks_always_yes_and_choose_thresholds_does_not_keep_it():
+    truth, probabilities = threshold_problem()
+    naive = evaluation.tune_thresholds(truth, probabilities)
+    assert (probabilities[:, 1] >= naive[1]).all()  # the raw optimum: every image
+    thresholds, table = evaluation.choose_thresholds(
+        truth, probabilities, classes=["good", "backwards", "low", "middling"])
+    assert thresholds[1] == 0.5 and not table.loc["backwards", "kept"]
+    assert table.loc["backwards", "reason"].startswith("always yes")
+    assert table.loc["low", "kept"] and thresholds[2] == pytest.approx(naive[2])
+    assert table.loc["low", "f1_tuned"] > table.loc["low", "f1_default"] + table.loc["low", "noise"]
+    assert set(table.loc[~table["kept"], "threshold"]) == {0.5}
+
+
+def test_thresholds_that_flood_a_class_or_gain_nothing_are_not_kept():
+    rng = np.random.default_rng(1)
+    n = 400
+    truth = (rng.random((n, 2)) < [0.03, 0.4]).astype(int)
+    truth[:3, 0] = 1
+    # Uninformative scores: the best F1 predicts the rare class on a large share of images.
+    probabilities = np.column_stack([0.3 * rng.random(n), np.clip(0.6 * truth[:, 1] + 0.35 * rng.random(n), 0, 1)])
+    naive = evaluation.tune_thresholds(truth, probabilities)
+    thresholds, table = evaluation.choose_thresholds(truth, probabilities, classes=["rare", "easy"])
+    share = (probabilities[:, 0] >= naive[0]).mean()
+    assert share > 2 * truth[:, 0].mean()
+    assert not table["kept"].any() and (thresholds == 0.5).all()
+    assert table.loc["rare", "reason"].startswith(("floods the class", "no better than always yes"))
+    assert table.loc["easy", "reason"].startswith(("the same decisions", "gain"))
+
+
+def test_chosen_thresholds_never_lower_validation_scores_beyond_noise():
+    for seed in range(4):
+        truth, probabilities = threshold_problem(seed)
+        _, table = evaluation.choose_thresholds(truth, probabilities, seed=seed)
+        for name in ("micro_f1", "subset_accuracy"):
+            scores = table.attrs[name]
+            assert scores["chosen"] >= scores["default"] - table.attrs["noise"][name]
+
+
+def test_a_minimum_precision_limits_the_tuned_threshold():
+    truth, probabilities = threshold_problem()
+    loose = evaluation.tune_thresholds(truth, probabilities)
+    with pytest.warns(UserWarning, match="column 1: no threshold reaches precision 0.95"):
+        strict = evaluation.tune_thresholds(truth, probabilities, min_precision=0.95)
+    for column in (0, 2, 3):
+        decided = probabilities[:, column] >= strict[column]
+        assert metrics.precision_score(truth[:, column], decided, zero_division=0) >= 0.95
+        assert strict[column] >= loose[column] - 1e-12
+    with pytest.warns(UserWarning, match="no threshold reaches precision 0.95"):
+        evaluation.tune_thresholds(truth[:, [1]], probabilities[:, [1]], min_precision=0.95,
+                                   classes=["backwards"])
+    with pytest.raises(ValueError, match="min_precision"):
+        evaluation.tune_thresholds(truth, probabilities, objective="recall", target=0.9,
+                                   min_precision=0.5)
