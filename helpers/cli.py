@@ -168,7 +168,8 @@ def command_predict(args):
         from helpers.explain import explain_paths
 
         results = explain_paths(args.model_dir, args.paths, args.explain,
-                                batch_size=args.batch_size, layer=args.explain_layer)
+                                batch_size=args.batch_size, layer=args.explain_layer,
+                                method=args.explain_method)
     else:
         results = predict_paths(args.model_dir, args.paths, batch_size=args.batch_size)
     if args.annotate:
@@ -303,6 +304,10 @@ def build_parser():
         help="write a Grad-CAM overlay PNG per predicted label there; JSON results gain 'explanations'",
     )
     predict.add_argument("--explain-layer", default=None, help="with --explain: the layer to explain (default: the last convolution)")
+    predict.add_argument(
+        "--explain-method", choices=("hirescam", "gradcam"), default="hirescam",
+        help="with --explain: gradient times feature map per position (hirescam) or Grad-CAM's averaged gradient",
+    )
     predict.add_argument("--batch-size", type=int, default=32)
     predict.set_defaults(handler=command_predict)
 

@@ -2,7 +2,14 @@
 
 Grad-CAM (Selvaraju et al., 2017) weighs the feature maps of a convolutional layer by the
 gradient of one label's score, averaged over the map, and keeps the positive part of the sum:
-a coarse map of the regions that raise that label.
+a coarse map of the regions that raise that label. Its variant HiResCAM (Draelos and Carin,
+2020) multiplies gradient and feature map position by position instead, before summing
+over the channels. The two are the same map for a model that averages its last feature map
+(ResNet50 here: the gradient is then the same at every position), but when the head
+flattens the map (SmallVGGNet, VGG16's head) every position has its own weights, and
+averaging the gradient first mixes them up: Grad-CAM can then light up a region the model
+does not use, HiResCAM shows each position's share of the score. ``method="hirescam"`` is
+the default; ``method="gradcam"`` gives the original.
 
 - :class:`GradCAM`: ``GradCAM(model)(images, labels)`` gives an :class:`Explanation`, one
   heatmap per image and label, vectorised over the batch;
@@ -70,6 +77,7 @@ CENTRE = (0.5, 0.5)
 # The pointing game's tolerance: a box grows by this share of the image height and width.
 DEFAULT_MARGIN = 0.05
 BOX_CONVENTIONS = ("voc", "edges")
+METHODS = ("hirescam", "gradcam")
 _MISSING = object()
 
 
@@ -174,7 +182,7 @@ def _named_layer(order, layer, model_name):
 
 @dataclass
 class Explanation:
-    """Grad-CAM heatmaps of ``n`` images for ``k`` labels each.
+    """Heatmaps (HiResCAM or Grad-CAM) of ``n`` images for ``k`` labels each.
 
     Attributes
     ----------
@@ -191,6 +199,8 @@ class Explanation:
         Class names, when known.
     layer : str
         The layer whose feature maps were weighed.
+    method : str
+        ``"hirescam"`` or ``"gradcam"``.
     """
 
     heatmaps: np.ndarray
@@ -199,6 +209,7 @@ class Explanation:
     labels: np.ndarray
     classes: list
     layer: str
+    method: str = "hirescam"
 
     def label_names(self):
         """``labels`` as names (indices when the classes are unknown), an (n, k) object array."""
@@ -208,7 +219,7 @@ class Explanation:
 
 
 class GradCAM:
-    """Grad-CAM of one Keras image model, ready for any number of batches.
+    """Grad-CAM (or HiResCAM) of one Keras image model, ready for any number of batches.
 
     Parameters
     ----------
@@ -221,6 +232,9 @@ class GradCAM:
     classes : list of str, optional
         One name per output, so that labels can be given by name (``labels.json``'s
         ``classes``).
+    method : {"hirescam", "gradcam"}, default="hirescam"
+        Gradient times feature map position by position (HiResCAM), or the feature maps
+        weighed by their average gradient (Grad-CAM); see the module docstring.
 
     Attributes
     ----------
@@ -235,7 +249,10 @@ class GradCAM:
         outputs as they are).
     """
 
-    def __init__(self, model, layer=None, classes=None):
+    def __init__(self, model, layer=None, classes=None, method="hirescam"):
+        if method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+        self.method = method
         if not isinstance(model, keras.Model):
             raise ValueError(f"model: expected a keras.Model, got {type(model).__name__}")
         shape = model.input_shape
@@ -269,7 +286,7 @@ class GradCAM:
         self.activation = self._logit_activation(probe.astype("float32"), outputs)
 
     def __repr__(self):
-        return (f"GradCAM({self.model.name!r}, layer={self.layer.name!r}, "
+        return (f"GradCAM({self.model.name!r}, {self.method}, layer={self.layer.name!r}, "
                 f"map {self.map_size[0]}×{self.map_size[1]}, input "
                 f"{self.input_size[0]}×{self.input_size[1]})")
 
@@ -384,9 +401,13 @@ class GradCAM:
         if any(gradient is None for gradient in gradients):
             raise ValueError(f"layer {self.layer.name!r} does not lead to the model's output")
         features = np.asarray(features, dtype=np.float32)
-        maps = np.stack([np.einsum("bhwc,bc->bhw", features,
-                                   np.asarray(gradient, dtype=np.float32).mean(axis=(1, 2)))
-                         for gradient in gradients], axis=1)
+        gradients = [np.asarray(gradient, dtype=np.float32) for gradient in gradients]
+        if self.method == "gradcam":
+            maps = [np.einsum("bhwc,bc->bhw", features, gradient.mean(axis=(1, 2)))
+                    for gradient in gradients]
+        else:
+            maps = [np.einsum("bhwc,bhwc->bhw", features, gradient) for gradient in gradients]
+        maps = np.stack(maps, axis=1)
         values = np.asarray(outputs, dtype=np.float64)
         if self.activation is not None:
             values = _activate(values, self.activation)
@@ -425,7 +446,7 @@ class GradCAM:
         maps = np.divide(maps, tops, out=np.zeros_like(maps), where=tops > 0)
         return Explanation(heatmaps=_enlarge(maps, self.input_size), peaks=peaks,
                            probabilities=probabilities, labels=targets, classes=self.classes,
-                           layer=self.layer.name)
+                           layer=self.layer.name, method=self.method)
 
     def explain_lists(self, images, label_lists, batch_size=32):
         """Heatmaps for a different number of labels per image.
@@ -462,7 +483,7 @@ class GradCAM:
 
 def _activate(values, name):
     if name == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-values))
+        return 0.5 * (1.0 + np.tanh(0.5 * values))  # 1 / (1 + exp(-x)), without overflow
     shifted = np.exp(values - values.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
@@ -491,8 +512,9 @@ def _enlarge(maps, size):
     return np.clip(enlarged.reshape(n, k, *size), 0.0, 1.0).astype(np.float32)
 
 
-def grad_cam(model, images, labels, layer=None, classes=None, batch_size=32):
-    """Grad-CAM heatmaps in one call: ``GradCAM(model, layer, classes)(images, labels)``.
+def grad_cam(model, images, labels, layer=None, classes=None, batch_size=32,
+             method="hirescam"):
+    """Heatmaps in one call: ``GradCAM(model, layer, classes, method)(images, labels)``.
 
     Parameters
     ----------
@@ -504,12 +526,14 @@ def grad_cam(model, images, labels, layer=None, classes=None, batch_size=32):
     classes : list of str, optional
         Class names, to give labels by name.
     batch_size : int, default=32
+    method : {"hirescam", "gradcam"}, default="hirescam"
 
     Returns
     -------
     Explanation
     """
-    return GradCAM(model, layer=layer, classes=classes)(images, labels, batch_size=batch_size)
+    return GradCAM(model, layer=layer, classes=classes, method=method)(
+        images, labels, batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------- files
@@ -651,7 +675,7 @@ def _file_label(label):
 
 
 def explain_paths(model_dir_or_loaded, paths, out_dir, batch_size=32, thresholds=None,
-                  layer=None):
+                  layer=None, method="hirescam"):
     """Predict image files and folders, and explain every predicted label with an overlay PNG.
 
     Parameters
@@ -668,6 +692,7 @@ def explain_paths(model_dir_or_loaded, paths, out_dir, batch_size=32, thresholds
         Override the thresholds saved with the model (multi-label only).
     layer : str, optional
         The layer to explain (default: the last convolution).
+    method : {"hirescam", "gradcam"}, default="hirescam"
 
     Returns
     -------
@@ -681,7 +706,7 @@ def explain_paths(model_dir_or_loaded, paths, out_dir, batch_size=32, thresholds
               if isinstance(model_dir_or_loaded, (str, os.PathLike)) else model_dir_or_loaded)
     results = predict_paths(loaded, paths, batch_size=batch_size, thresholds=thresholds)
     model, metadata = loaded
-    cam = GradCAM(model, layer=layer, classes=metadata["classes"])
+    cam = GradCAM(model, layer=layer, classes=metadata["classes"], method=method)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     good = [index for index, result in enumerate(results) if result.get("error") is None]
@@ -882,6 +907,6 @@ def pointing_summary(table):
 
     rows = {label: row(part) for label, part in scored.groupby("label", sort=True)}
     rows["all"] = row(scored)
-    summary = pd.DataFrame.from_dict(rows, orient="index")
+    summary = pd.DataFrame.from_dict(rows, orient="index").astype({"n": int, "hits": int})
     summary.index.name = "label"
     return summary

@@ -106,13 +106,45 @@ def test_softmax_maps_weigh_the_class_against_the_others():
     np.testing.assert_allclose(result.peaks[0, 1], centre_of((20, 20)), atol=1 / 8)
 
 
+def test_both_methods_agree_when_the_head_averages_the_map():
+    images = blobs((0, 8), (16, 16), n=2)
+    hires = explain.grad_cam(detector_model(), images, [0, 1], method="hirescam")
+    original = explain.grad_cam(detector_model(), images, [0, 1], method="gradcam")
+    assert (hires.method, original.method) == ("hirescam", "gradcam")
+    np.testing.assert_allclose(hires.heatmaps, original.heatmaps, atol=1e-6)
+
+
+def test_with_a_flattening_head_only_hirescam_finds_where_the_weights_look():
+    """Label 0 counts red pixels in the top half only (a Flatten → Dense head with weights on
+    the top rows); the image has red in the top-left and the bottom-right corners."""
+    convolution = keras.layers.Conv2D(1, 4, strides=4, activation="relu", name="cells")
+    output = keras.layers.Dense(1, activation="sigmoid", name="predictions")
+    inputs = keras.Input((SIZE, SIZE, 3))
+    model = keras.Model(inputs, output(keras.layers.Flatten()(convolution(inputs))))
+    kernel = np.zeros((4, 4, 3, 1), dtype="float32")
+    kernel[:, :, :, 0] = np.array([1.0, -0.5, -0.5]) / 16
+    convolution.set_weights([kernel, np.zeros(1, dtype="float32")])
+    weights = np.zeros((8, 8), dtype="float32")
+    weights[:4] = 1.0
+    output.set_weights([weights.reshape(64, 1), np.zeros(1, dtype="float32")])
+    images = blobs(red_at=(0, 0), bright_at=(0, 0))
+    images[:, :8, :8] = images[:, 24:, 24:] = (1.0, 0.0, 0.0)
+    hires = explain.grad_cam(model, images, 0, method="hirescam")
+    assert hires.peaks[0, 0, 0] < 0.5  # in the top half, where the weights are
+    assert hires.heatmaps[0, 0, 24:, 24:].max() == 0.0
+    # Grad-CAM averages the gradient over the map first: both corners light up alike.
+    original = explain.grad_cam(model, images, 0, method="gradcam")
+    corners = original.heatmaps[0, 0]
+    assert corners[:8, :8].mean() == pytest.approx(corners[24:, 24:].mean(), rel=1e-5)
+
+
 def test_an_image_without_evidence_has_an_empty_map_and_no_peak():
     result = explain.grad_cam(detector_model(), np.full((1, SIZE, SIZE, 3), 0.2), 0)
     assert not result.heatmaps.any() and np.isnan(result.peaks).all()
 
 
 # --------------------------------------------------------------------------- nesting
-def reference_grad_cam(model, layer_name, images, label):
+def reference_grad_cam(model, layer_name, images, label, method="gradcam"):
     """The keras-io recipe (a second model from the inputs to the layer's output and the
     predictions), which works on a flat model only."""
     import tensorflow as tf
@@ -128,7 +160,11 @@ def reference_grad_cam(model, layer_name, images, label):
         features, outputs = grad_model(images, training=False)
         score = outputs[:, label]
     gradients = tape.gradient(score, features).numpy()
-    maps = np.maximum(np.einsum("bhwc,bc->bhw", features.numpy(), gradients.mean(axis=(1, 2))), 0)
+    if method == "gradcam":
+        maps = np.einsum("bhwc,bc->bhw", features.numpy(), gradients.mean(axis=(1, 2)))
+    else:  # HiResCAM: gradient times feature map, position by position
+        maps = (features.numpy() * gradients).sum(axis=-1)
+    maps = np.maximum(maps, 0)
     return maps / maps.max(axis=(1, 2), keepdims=True)
 
 
@@ -154,13 +190,14 @@ def test_flat_and_nested_versions_of_a_network_give_the_same_heatmaps(final_acti
     np.testing.assert_allclose(flat_result.heatmaps, nested_result.heatmaps, atol=1e-5)
     np.testing.assert_array_equal(flat_result.peaks, nested_result.peaks)
     # ...and the maps of the keras-io recipe on the flat model, at the layer's resolution.
-    expected = reference_grad_cam(flat, flat_cam.layer.name, images, 2)
-    np.testing.assert_allclose(_coarse(nested, images, 2), expected, atol=1e-4)
+    for method in explain.METHODS:
+        expected = reference_grad_cam(flat, flat_cam.layer.name, images, 2, method)
+        np.testing.assert_allclose(_coarse(nested, images, 2, method), expected, atol=1e-4)
 
 
-def _coarse(model, images, label):
-    """GradCAM's maps at the layer's resolution (heatmaps before enlarging)."""
-    cam = explain.GradCAM(model)
+def _coarse(model, images, label, method):
+    """The maps at the layer's resolution (the heatmaps before enlarging)."""
+    cam = explain.GradCAM(model, method=method)
     maps, _ = cam._batch(cam._images(images), np.full((len(images), 1), label))
     maps = maps[:, 0]
     return maps / maps.max(axis=(1, 2), keepdims=True)
@@ -206,6 +243,8 @@ def test_a_layer_can_be_chosen_by_name_and_bad_choices_are_explained():
         explain.GradCAM(model, layer="nope")
     with pytest.raises(ValueError, match="avg_pool.*feature map"):
         explain.GradCAM(model, layer="avg_pool")
+    with pytest.raises(ValueError, match="method: expected one of"):
+        explain.GradCAM(model, method="cam")
     with pytest.raises(ValueError, match="no 2-D convolution"):
         explain.GradCAM(models.build_mlp((8, 8, 3), 2, final_activation="sigmoid"))
 
@@ -348,7 +387,8 @@ def test_pointing_game_counts_hits_centre_hits_and_peaks_on_other_objects():
     boxes = pd.DataFrame({"filename": ["a", "a", "b"], "label": ["chair", "person", "chair"],
                           "ymin": [0.6, 0.0, 0.4], "xmin": [0.0, 0.5, 0.4],
                           "ymax": [1.0, 1.0, 0.6], "xmax": [0.3, 1.0, 0.6]})
-    points = pd.DataFrame({"filename": ["a", "a", "b", "b"], "label": ["chair", "chair", "chair", "dog"],
+    points = pd.DataFrame({"filename": ["a", "a", "b", "b"],
+                           "label": ["chair", "chair", "chair", "dog"],
                            "peak_y": [0.8, 0.5, 0.2, 0.5], "peak_x": [0.32, 0.7, 0.2, 0.5]})
     game = explain.pointing_game(points, boxes, margin=0.05)
     assert game["hit"].tolist() == [True, False, False, False]
@@ -376,8 +416,14 @@ def test_voc_boxes_match_the_annotations(tmp_path):
 
 @pytest.mark.slow
 def test_a_smallvggnet_trained_on_shapes_points_at_the_shape(tmp_path):
+    """The fast version of benchmarks/pointing_game.py: a few epochs on a third of the shapes.
+
+    The shapes are large, so the image centre often lies in their box; the peaks must also
+    find the shapes where it does not. Every image is scored (the training images too): this
+    checks the explanations of a given model, not how well it generalises."""
+    from helpers.data import load_split_folders
     from helpers.evaluation import apply_thresholds
-    from helpers.predict import predict_split
+    from helpers.predict import predict_dataframe
     from helpers.workflows import train_from_source
 
     data = make_dataset("shapes", tmp_path / "shapes", scale=0.3, progress=False)
@@ -385,14 +431,16 @@ def test_a_smallvggnet_trained_on_shapes_points_at_the_shape(tmp_path):
                                image_size=48, patience=12, log=None)
     history = result["history"]
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
-    split = predict_split(tmp_path / "model", "test")
-    metadata = split["metadata"]
-    decisions = apply_thresholds(split["y_prob"], metadata["thresholds"])
+    model, metadata = artefacts.load_artefacts(tmp_path / "model")
+    y_true, y_prob, paths, _ = predict_dataframe((model, metadata), load_split_folders(data))
+    decisions = apply_thresholds(y_prob, metadata["thresholds"])
     correct = [[metadata["classes"][column] for column in np.flatnonzero(row)]
-               for row in decisions & (split["y_true"] == 1)]
-    points = explain.explain_files(result["model"], split["frame"]["filename"], correct,
-                                   classes=metadata["classes"])
+               for row in decisions & (np.asarray(y_true) == 1)]
+    points = explain.explain_files(model, paths, correct, classes=metadata["classes"])
     game = explain.pointing_game(points, explain.box_fractions(shape_boxes(data), "edges"))
     overall = explain.pointing_summary(game).loc["all"]
-    assert overall["n"] >= 40
-    assert overall["hit_rate"] >= 0.7 and overall["gain"] >= 0.15, overall.to_dict()
+    off_centre = explain.pointing_summary(game[~game["centre_hit"]]).loc["all"]
+    assert overall["n"] >= 200 and off_centre["n"] >= 30
+    # Measured: 84% of all peaks, 74% of those the centre misses (a 12-epoch model).
+    assert overall["hit_rate"] >= 0.75, overall.to_dict()
+    assert off_centre["hit_rate"] >= 0.6, off_centre.to_dict()
