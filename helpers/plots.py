@@ -1129,7 +1129,7 @@ def plot_outcome_gallery(cases, *, ax=None, **kwargs):
     Display
         One row per label; columns: ``n`` true positives, ``n`` false positives, ``n`` false
         negatives (``n`` = the largest rank + 1). A false negative's heatmap shows where the
-        model looked for the label it did not find.
+        model looked for the label it did not find; "(empty map)" means no region raised it.
     """
     needed = ["label", "outcome", "rank", "filename", "probability", "heatmap", "peak_y",
               "peak_x"]
@@ -1158,7 +1158,9 @@ def plot_outcome_gallery(cases, *, ax=None, **kwargs):
                 else:
                     _draw_heatmap(axis, image, case.heatmap, (case.peak_y, case.peak_x), **kwargs)
                 if case is not None:
-                    axis.set_title(f"{OUTCOME_TITLES[outcome]} {case.probability:.2f}",
+                    empty = image is not None and not np.isfinite(case.peak_y)
+                    axis.set_title(f"{OUTCOME_TITLES[outcome]} {case.probability:.2f}"
+                                   + ("\n(empty map)" if empty else ""),
                                    fontsize=8, fontweight="normal")
                 if kind_index == 0 and rank == 0:
                     axis.set_ylabel(label, fontsize=10)
