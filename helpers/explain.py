@@ -363,12 +363,7 @@ class GradCAM:
         return int(label)
 
     def _targets(self, labels, n_images):
-        try:
-            array = np.asarray(labels, dtype=object)
-        except ValueError as error:
-            raise ValueError("labels: expected one label, a list of labels for every image or "
-                             "an (n_images, k) table; for a different number of labels per "
-                             "image use explain_lists") from error
+        array = np.asarray(labels, dtype=object)  # ragged lists become a 1-D array of lists
         if array.ndim > 2 or (array.ndim == 1 and any(
                 isinstance(item, (list, tuple, np.ndarray)) for item in array)):
             raise ValueError("labels: expected one label, a list of labels for every image or "
