@@ -17,6 +17,7 @@ One module per stage of the data flow; a module imports only modules above it in
 ``models``              model builders (MLP, SmallVGGNet, ResNet50, VGG16)
 ``artefacts``           the model folder: save, load, validate, splits.csv, history
 ``predict``             a model → probabilities and labels (dataset, split, files)
+``explain``             Grad-CAM: where the model found each label; the pointing game
 ``training``            compile, callbacks (validation uses ``predict``)
 ``plots``               figures in scikit-learn's Display style
 ``generate``            the embedded datasets

@@ -164,7 +164,14 @@ def command_predict(args):
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise ValueError(f"no such file or folder: {', '.join(missing)}")
-    results = predict_paths(args.model_dir, args.paths, batch_size=args.batch_size)
+    if args.explain:
+        from helpers.explain import explain_paths
+
+        results = explain_paths(args.model_dir, args.paths, args.explain,
+                                batch_size=args.batch_size, layer=args.explain_layer,
+                                method=args.explain_method)
+    else:
+        results = predict_paths(args.model_dir, args.paths, batch_size=args.batch_size)
     if args.annotate:
         out_dir = Path(args.annotate)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +197,10 @@ def command_predict(args):
             else:
                 shown = ", ".join(f"{label} {result['probabilities'][label]:.1%}" for label in result["labels"])
                 print(f"{result['path']}: {shown or '(no label above its threshold)'}")
+                for label, explanation in (result.get("explanations") or {}).items():
+                    peak = explanation["peak"]
+                    where = "nowhere (empty heatmap)" if None in peak else f"y {peak[0]:.2f}, x {peak[1]:.2f}"
+                    print(f"  {label}: looks at {where} -> {explanation['heatmap']}")
     n_bad = sum(1 for result in results if result.get("error"))
     if n_bad:
         print(f"{n_bad} of {len(results)} images could not be read", file=sys.stderr)
@@ -288,6 +299,15 @@ def build_parser():
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image file or folder (searched recursively)")
     predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
     predict.add_argument("--annotate", metavar="OUT_DIR", help="write copies with labels drawn on them")
+    predict.add_argument(
+        "--explain", metavar="OUT_DIR",
+        help="write a Grad-CAM overlay PNG per predicted label there; JSON results gain 'explanations'",
+    )
+    predict.add_argument("--explain-layer", default=None, help="with --explain: the layer to explain (default: the last convolution)")
+    predict.add_argument(
+        "--explain-method", choices=("hirescam", "gradcam"), default="hirescam",
+        help="with --explain: gradient times feature map per position (hirescam) or Grad-CAM's averaged gradient",
+    )
     predict.add_argument("--batch-size", type=int, default=32)
     predict.set_defaults(handler=command_predict)
 

@@ -528,3 +528,78 @@ def load_dataset(
     if layout == "split-folders":
         return load_split_folders(source, separator=folder_separator)
     return load_folders(source)
+
+
+VOC_BOX_COLUMNS = ("filename", "label", "xmin", "ymin", "xmax", "ymax", "width", "height",
+                   "difficult")
+
+
+def voc_boxes(root, drop_difficult=False, allow_absolute=False):
+    """Read the object boxes of a PASCAL VOC layout: one row per ``<object>``.
+
+    The same files as :func:`load_voc`, with the same rules: a malformed annotation, one
+    without ``<filename>`` or with an unsafe one is skipped with a warning, and so is an
+    object whose box is missing or not made of numbers (the other objects stay).
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder holding ``Annotations/`` and ``JPEGImages/``.
+    drop_difficult : bool, default False
+        Leave out objects marked ``<difficult>1</difficult>``.
+    allow_absolute : bool, default False
+        Trust absolute file names and names containing ``..``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``filename`` (as :func:`load_voc` writes it, so the two merge on it),
+        ``label``, ``xmin``, ``ymin``, ``xmax``, ``ymax`` (VOC's 1-based pixel numbers, both
+        ends inside the box), ``width`` and ``height`` of the image (from ``<size>``, may be
+        missing) and ``difficult`` (bool). ``attrs["skipped"]`` lists what was left out.
+    """
+    root = _check_directory(root, "voc_boxes(root)")
+    annotations = root / "Annotations"
+    if not annotations.is_dir():
+        raise ValueError(f"voc_boxes: expected a folder {annotations}, but it does not exist")
+    directory = os.path.join(os.fspath(root), "JPEGImages")
+    skipped, rows = [], []
+    xml_files = sorted(path for path in annotations.iterdir()
+                       if path.suffix.lower() == ".xml" and not path.name.startswith("."))
+    for xml_path in xml_files:
+        try:
+            annotation = ElementTree.parse(xml_path).getroot()
+        except ElementTree.ParseError as error:
+            _skip(skipped, xml_path, f"malformed XML ({error})")
+            continue
+        name = (annotation.findtext("filename") or "").strip()
+        unsafe = "no <filename> in the annotation" if not name else (
+            None if allow_absolute else _unsafe_reason(name))
+        if unsafe:
+            _skip(skipped, xml_path, unsafe)
+            continue
+        size = annotation.find("size")
+        width = _int_or_none(size.findtext("width")) if size is not None else None
+        height = _int_or_none(size.findtext("height")) if size is not None else None
+        for number, obj in enumerate(annotation.findall("object"), start=1):
+            difficult = (obj.findtext("difficult") or "0").strip() == "1"
+            if drop_difficult and difficult:
+                continue
+            label = (obj.findtext("name") or "").strip()
+            box = obj.find("bndbox")
+            corners = [_int_or_none(box.findtext(key)) if box is not None else None
+                       for key in ("xmin", "ymin", "xmax", "ymax")]
+            if not label or None in corners:
+                _skip(skipped, f"{xml_path} (object {number})",
+                      "no <name>" if not label else "no complete numeric <bndbox>")
+                continue
+            rows.append((os.path.join(directory, name), label, *corners, width, height,
+                         difficult))
+    frame = pd.DataFrame(rows, columns=list(VOC_BOX_COLUMNS))
+    for column in ("xmin", "ymin", "xmax", "ymax"):
+        frame[column] = frame[column].astype("int64")
+    for column in ("width", "height"):
+        frame[column] = pd.array(frame[column], dtype="Int64")
+    frame["difficult"] = frame["difficult"].astype(bool)
+    frame.attrs["skipped"] = list(skipped)
+    return frame

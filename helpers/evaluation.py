@@ -690,6 +690,62 @@ def worst_errors(y_true, y_prob, classes, kind="false_positive", n=None,
     return errors
 
 
+OUTCOMES = ("true_positive", "false_positive", "false_negative")
+
+
+def outcome_examples(y_true, y_prob, classes, thresholds=DEFAULT_THRESHOLD, n=2, labels=None,
+                     task="multi_label"):
+    """The telling images of each class: its surest hits, surest false alarms and worst misses.
+
+    Parameters
+    ----------
+    y_true : array-like (n_samples, n_classes)
+        Multi-hot truth.
+    y_prob : array-like (n_samples, n_classes)
+        Predicted probabilities.
+    classes : list of str
+        Class names, one per column.
+    thresholds : float or array-like (n_classes,), default=0.5
+        Thresholds turning probabilities into predictions (see :func:`apply_thresholds`).
+    n : int, default=2
+        At most this many images per class and outcome.
+    labels : list of str, optional
+        The classes to look at, in this order; default: all of them.
+    task : {"multi_label", "multi_class"}, default="multi_label"
+        Passed to :func:`apply_thresholds`.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``label``, ``outcome`` (one of ``OUTCOMES``), ``rank`` (0 = the most telling),
+        ``sample`` (row number) and ``probability`` of the label. True and false positives
+        come by descending probability (surest first), false negatives by ascending
+        probability (most confidently missed first).
+    """
+    truth, probabilities, classes = _check_pair(y_true, y_prob, "y_prob", classes)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    labels = list(classes) if labels is None else [str(label) for label in labels]
+    unknown = [label for label in labels if label not in classes]
+    if unknown:
+        raise ValueError(f"labels: {unknown} are not among the classes {classes}")
+    predictions = apply_thresholds(probabilities, thresholds, task)
+    rows = []
+    for label in labels:
+        column = classes.index(label)
+        truth_column, predicted, scores = truth[:, column], predictions[:, column], \
+            probabilities[:, column]
+        for outcome, chosen, descending in (
+                ("true_positive", (truth_column == 1) & (predicted == 1), True),
+                ("false_positive", (truth_column == 0) & (predicted == 1), True),
+                ("false_negative", (truth_column == 1) & (predicted == 0), False)):
+            samples = np.flatnonzero(chosen)
+            order = np.argsort(-scores[samples] if descending else scores[samples], kind="stable")
+            for rank, sample in enumerate(samples[order][:int(n)]):
+                rows.append((label, outcome, rank, int(sample), float(scores[sample])))
+    return pd.DataFrame(rows, columns=["label", "outcome", "rank", "sample", "probability"])
+
+
 NONE_COLUMN = "(none)"
 
 

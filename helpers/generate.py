@@ -898,3 +898,36 @@ def _write_shapes(out_dir, seed, scale, progress):
                 bar.update()
     (out_dir / SHAPE_BOXES_FILE).write_text("\n".join(rows) + "\n", encoding="utf-8")
     return {"n_images": per_folder * len(folders), "per_folder": per_folder}
+
+
+def shape_boxes(root):
+    """The box of the shape in each image of a ``shapes`` dataset, once for each of its labels.
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder written by ``make_dataset("shapes", ...)`` (it holds ``boxes.csv``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``filename`` (joined onto ``root``, as ``helpers.data.load_split_folders``
+        writes it), ``label`` (the colour, then the shape), ``xmin``, ``ymin``, ``xmax``,
+        ``ymax`` (pixel edges: the shape covers columns ``xmin`` to ``xmax - 1``), ``width``
+        and ``height`` of the image.
+    """
+    import pandas as pd
+
+    path = Path(root) / SHAPE_BOXES_FILE
+    if not path.is_file():
+        raise ValueError(f"shape_boxes: expected {path} (written with the shapes preset), "
+                         "but it does not exist")
+    boxes = pd.read_csv(path)
+    expected = ["filename", "width", "height", "xmin", "ymin", "xmax", "ymax"]
+    if list(boxes.columns) != expected:
+        raise ValueError(f"{path}: expected the columns {expected}, got {list(boxes.columns)}")
+    folders = boxes["filename"].str.split("/").str[0]
+    boxes["filename"] = [os.path.join(os.fspath(root), *name.split("/")) for name in boxes["filename"]]
+    per_label = [boxes.assign(label=folders.str.split("_").str[part]) for part in (0, 1)]
+    columns = ["filename", "label", "xmin", "ymin", "xmax", "ymax", "width", "height"]
+    return pd.concat(per_label, ignore_index=True)[columns]

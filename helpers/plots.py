@@ -992,3 +992,178 @@ def plot_metric_comparison(table, metric, *, x="class", hue="model", ax=None, an
         _legend_outside(ax, title=hue, fontsize=8, title_fontsize=9)
     ax.set_title(title or f"{metric.replace('_', ' ')} by {x}")
     return Display(ax)
+
+
+# --------------------------------------------------------------------------- explanations
+OUTCOME_TITLES = {"true_positive": "true positive", "false_positive": "false positive",
+                  "false_negative": "false negative"}
+
+
+def _as_image(image):
+    """An image array in [0, 1] or uint8, or a path read upright (None when unreadable)."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        return _load_image(image, None)
+    pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    if pixels.ndim != 3 or pixels.shape[-1] not in (3, 4):
+        raise ValueError(f"image: expected an array (height, width, 3) or a path, got shape "
+                         f"{pixels.shape}")
+    if pixels.dtype != np.uint8 and pixels.size and pixels.max() > 1.01:
+        raise ValueError(f"image: expected uint8 or values in [0, 1], got values up to "
+                         f"{pixels.max():.3g} (divide by 255?)")
+    return pixels
+
+
+def _draw_heatmap(ax, image, heatmap, peak=None, **kwargs):
+    """The image with the heatmap stretched over it (bilinear) and the peak marked."""
+    height, width = image.shape[:2]
+    _show_image(ax, image)
+    if heatmap is not None:
+        options = {"cmap": "jet", "alpha": 0.45, "interpolation": "bilinear", "vmin": 0.0,
+                   "vmax": 1.0}
+        ax.imshow(np.asarray(heatmap, dtype=float), extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+                  **{**options, **kwargs})
+    if peak is not None and np.all(np.isfinite(peak)):
+        ax.plot(peak[1] * width - 0.5, peak[0] * height - 0.5, marker="+", color="white",
+                markersize=14, markeredgewidth=2.5)
+        ax.plot(peak[1] * width - 0.5, peak[0] * height - 0.5, marker="+", color="black",
+                markersize=9, markeredgewidth=1.2)
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+
+
+def _draw_boxes(ax, boxes, height, width, label=None):
+    """Rectangles of ``boxes`` (fractions); the boxes of ``label`` solid, the others dashed."""
+    from matplotlib.patches import Rectangle
+
+    for row in boxes.itertuples(index=False):
+        own = label is None or row.label == label
+        ax.add_patch(Rectangle((row.xmin * width - 0.5, row.ymin * height - 0.5),
+                               (row.xmax - row.xmin) * width, (row.ymax - row.ymin) * height,
+                               fill=False, edgecolor="white" if own else "lightgrey",
+                               linestyle="-" if own else "--", linewidth=1.6 if own else 1.0))
+        if label is None or not own:
+            ax.text(row.xmin * width, row.ymin * height, str(row.label), fontsize=7,
+                    color="black", va="top", bbox={"facecolor": "white", "alpha": 0.7,
+                                                   "pad": 1, "linewidth": 0})
+
+
+def plot_heatmap_overlay(image, heatmaps, labels, *, peaks=None, probabilities=None, boxes=None,
+                         show_image=True, ncols=4, ax=None, **kwargs):
+    """One image with a heatmap per label over it (Grad-CAM, ``helpers.explain``).
+
+    Parameters
+    ----------
+    image : array-like (height, width, 3) or path
+        uint8 or floats in [0, 1]; a path is read upright (``helpers.images.read_image``).
+    heatmaps : array-like (k, h, w) or (h, w)
+        Values in [0, 1] at any resolution, stretched over the image (e.g.
+        ``Explanation.heatmaps[i]``).
+    labels : str or list of k str
+        The label of each heatmap.
+    peaks : array-like (k, 2), optional
+        ``(y, x)`` fractions of the image, marked with a cross.
+    probabilities : array-like (k,), optional
+        Written in the titles.
+    boxes : pd.DataFrame, optional
+        Object boxes of this image as fractions (``helpers.explain.box_fractions``): the
+        label's boxes solid on its panel, the others dashed; all of them on the image panel.
+    show_image : bool, default=True
+        Start with a panel of the image alone.
+    ncols : int, default=4
+        Panels per row.
+    ax : sequence of matplotlib Axes, optional
+        Where to draw; a new figure is created when None.
+    **kwargs
+        Passed to ``Axes.imshow`` for the heatmaps (``cmap=``, ``alpha=``...).
+
+    Returns
+    -------
+    Display
+        ``axes_``: the image (when ``show_image``), then one panel per label.
+    """
+    picture = _as_image(image)
+    if picture is None:
+        raise ValueError(f"image: cannot read {image}")
+    maps = np.asarray(heatmaps, dtype=float)
+    maps = maps[None] if maps.ndim == 2 else maps
+    labels = [labels] if isinstance(labels, str) else [str(label) for label in labels]
+    if maps.ndim != 3 or len(maps) != len(labels):
+        raise ValueError(f"heatmaps and labels: expected one (h, w) map per label, got "
+                         f"{maps.shape} for {len(labels)} labels")
+    peaks = None if peaks is None else np.asarray(peaks, dtype=float).reshape(len(labels), 2)
+    flat, figure = _panels(len(labels) + bool(show_image), ncols, ax, panel_size=(2.8, 3.0))
+    height, width = picture.shape[:2]
+    if show_image:
+        _show_image(flat[0], picture, "image")
+        if boxes is not None:
+            _draw_boxes(flat[0], boxes, height, width)
+    for index, (axis, label) in enumerate(zip(flat[bool(show_image):], labels)):
+        _draw_heatmap(axis, picture, maps[index], None if peaks is None else peaks[index],
+                      **kwargs)
+        if boxes is not None:
+            _draw_boxes(axis, boxes, height, width, label=label)
+        title = label if probabilities is None else f"{label} {float(probabilities[index]):.2f}"
+        axis.set_title(_wrap(title, 30, 2), fontsize=9, fontweight="normal")
+    return Display(flat, figure)
+
+
+def plot_outcome_gallery(cases, *, ax=None, **kwargs):
+    """Per class, where the model looked in its true positives, false positives and misses.
+
+    Parameters
+    ----------
+    cases : pd.DataFrame
+        ``helpers.explain.outcome_cases``: one row per image with ``label``, ``outcome``
+        (``true_positive``, ``false_positive`` or ``false_negative``), ``rank``,
+        ``filename``, ``probability``, ``heatmap`` (None when unreadable), ``peak_y`` and
+        ``peak_x``.
+    ax : 2-D array of matplotlib Axes, optional
+        ``(n_labels, 3 * n)`` axes; a new figure is created when None.
+    **kwargs
+        Passed to ``Axes.imshow`` for the heatmaps.
+
+    Returns
+    -------
+    Display
+        One row per label; columns: ``n`` true positives, ``n`` false positives, ``n`` false
+        negatives (``n`` = the largest rank + 1). A false negative's heatmap shows where the
+        model looked for the label it did not find; "(empty map)" means no region raised it.
+    """
+    needed = ["label", "outcome", "rank", "filename", "probability", "heatmap", "peak_y",
+              "peak_x"]
+    missing = [column for column in needed if column not in getattr(cases, "columns", [])]
+    if missing:
+        raise ValueError(f"cases: expected the columns of helpers.explain.outcome_cases, "
+                         f"missing {missing}")
+    labels = list(dict.fromkeys(cases["label"]))
+    per_kind = int(cases["rank"].max()) + 1 if len(cases) else 1
+    columns = len(OUTCOME_TITLES) * per_kind
+    flat, figure = _panels(max(len(labels), 1) * columns, columns, ax, panel_size=(2.0, 2.3))
+    if not labels:
+        _show_text(flat[0], "no case to show")
+        return Display(flat, figure)
+    found = {(row.label, row.outcome, int(row.rank)): row for row in cases.itertuples()}
+    for row_index, label in enumerate(labels):
+        for kind_index, outcome in enumerate(OUTCOME_TITLES):
+            for rank in range(per_kind):
+                axis = flat[row_index * columns + kind_index * per_kind + rank]
+                case = found.get((label, outcome, rank))
+                image = None if case is None else _load_image(case.filename, None)
+                if case is None:
+                    _show_text(axis, f"no {OUTCOME_TITLES[outcome]}")
+                elif image is None:
+                    _show_text(axis, "unreadable image")
+                else:
+                    _draw_heatmap(axis, image, case.heatmap, (case.peak_y, case.peak_x), **kwargs)
+                if case is not None:
+                    empty = image is not None and not np.isfinite(case.peak_y)
+                    axis.set_title(f"{OUTCOME_TITLES[outcome]} {case.probability:.2f}"
+                                   + ("\n(empty map)" if empty else ""),
+                                   fontsize=8, fontweight="normal")
+                if kind_index == 0 and rank == 0:
+                    axis.set_ylabel(label, fontsize=10)
+    if ax is None:
+        figure.suptitle("Where the model looks: surest true and false positives, worst misses")
+    return Display(flat, figure)

@@ -306,6 +306,43 @@ def test_plot_metric_comparison_tidy_table_without_hue():
         plots.plot_metric_comparison(table, "recall", x="model")
 
 
+# --------------------------------------------------------------------------- explanations
+def test_plot_heatmap_overlay_one_panel_per_label_with_peaks_and_boxes():
+    image = np.zeros((20, 40, 3), dtype=np.uint8)
+    heatmaps = np.zeros((2, 5, 5))
+    heatmaps[0, 0, 0] = heatmaps[1, 4, 4] = 1.0
+    boxes = pd.DataFrame({"label": ["cat", "dog"], "ymin": [0.0, 0.5], "xmin": [0.0, 0.5],
+                          "ymax": [0.5, 1.0], "xmax": [0.5, 1.0]})
+    display = plots.plot_heatmap_overlay(image, heatmaps, ["cat", "dog"], peaks=[[0.1, 0.1], [0.9, 0.9]],
+                                         probabilities=[0.8, 0.3], boxes=boxes)
+    assert titles(display) == ["image", "cat 0.80", "dog 0.30"]
+    cat = display.axes_[1]
+    assert cat.images[1].get_extent() == [-0.5, 39.5, 19.5, -0.5]  # the map covers the image
+    (x,), (y,) = cat.lines[0].get_xdata(), cat.lines[0].get_ydata()
+    assert (x, y) == pytest.approx((0.1 * 40 - 0.5, 0.1 * 20 - 0.5))
+    solid = [patch for patch in cat.patches if patch.get_linestyle() == "-"]
+    assert len(cat.patches) == 2 and solid[0].get_xy() == (-0.5, -0.5)  # the cat's own box
+    with pytest.raises(ValueError, match="one \\(h, w\\) map per label"):
+        plots.plot_heatmap_overlay(image, heatmaps, ["cat"])
+    with pytest.raises(ValueError, match="divide by 255"):
+        plots.plot_heatmap_overlay(image * 1.0 + 200, heatmaps, ["cat", "dog"])
+
+
+def test_plot_outcome_gallery_rows_per_label_columns_per_outcome(tmp_path):
+    paths = write_images(tmp_path, 3)
+    with pytest.warns(UserWarning, match="missing.png: not shown"):
+        display = plots.plot_outcome_gallery(outcome_cases(paths))
+    assert len(display) == 2 * 3 * 2  # two labels, three outcomes, two ranks
+    first_row = [axis.get_title() for axis in display.axes_[:6]]
+    assert first_row == ["true positive 0.90", "", "", "", "false negative 0.10",
+                         "false negative 0.20"]
+    texts = [text.get_text() for axis in display.axes_ for text in axis.texts]
+    assert "no false positive" in texts and "unreadable image" in texts
+    assert display.axes_[0].get_ylabel() == "bag" and display.axes_[6].get_ylabel() == "shoe"
+    with pytest.raises(ValueError, match="missing \\['heatmap'"):
+        plots.plot_outcome_gallery(outcome_cases(paths).drop(columns=["heatmap"]))
+
+
 def test_set_theme_is_applied_by_calling_it():
     with matplotlib.rc_context({"axes.titleweight": "normal"}):
         plots.set_theme()
@@ -344,7 +381,22 @@ def _every_plot(tmp_path):
         "plot_metric_comparison": lambda: plots.plot_metric_comparison(
             pd.DataFrame({"model": ["a", "b"], "f1": [0.4, 0.7]}), "f1", x="model", hue=None,
             alpha=0.5),
+        "plot_heatmap_overlay": lambda: plots.plot_heatmap_overlay(
+            images[0], np.random.default_rng(1).random((2, 4, 4)), ["a", "b"], cmap="magma"),
+        "plot_outcome_gallery": lambda: plots.plot_outcome_gallery(
+            outcome_cases(paths).query("filename != 'missing.png'"), cmap="magma"),
     }
+
+
+def outcome_cases(paths):
+    """What helpers.explain.outcome_cases gives, without a model: two labels, random maps."""
+    rng = np.random.default_rng(0)
+    rows = [("bag", "true_positive", 0, paths[0], 0.9), ("bag", "false_negative", 0, paths[1], 0.1),
+            ("bag", "false_negative", 1, "missing.png", 0.2), ("shoe", "false_positive", 1, paths[2], 0.7)]
+    cases = pd.DataFrame(rows, columns=["label", "outcome", "rank", "filename", "probability"])
+    cases["heatmap"] = [rng.random((4, 4)) for _ in rows]
+    cases["peak_y"], cases["peak_x"] = 0.25, 0.75
+    return cases
 
 
 def test_every_public_plot_function_is_exercised(tmp_path):
