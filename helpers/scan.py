@@ -3,6 +3,9 @@
 ``scan`` is cheap (label table plus image headers) and works even when the images are
 not on disk yet; ``audit`` decodes every image fully, the way training will.
 All functions take the DataFrame returned by ``helpers.data.load_dataset``.
+
+Both keep to the pixel budget of ``helpers.images`` (``MAX_PIXELS``): an image that
+could not be decoded within it is reported, with its size, from its header alone.
 """
 import os
 from collections import Counter
@@ -169,7 +172,7 @@ def find_missing(filenames):
             try:
                 with os.scandir(folder or ".") as entries:
                     contents[folder] = {entry.name for entry in entries if not entry.is_dir()}
-            except OSError:
+            except (OSError, ValueError):  # unreadable folder, or a NUL byte in the name
                 contents[folder] = set()
         if name not in contents[folder]:
             missing.append(filename)
@@ -336,6 +339,8 @@ def audit(df, progress=True):
         JSON-able: ``files`` (one ``{"path", "ok", "error", "width", "height", "mode"}``
         per row, ``path`` as in ``df.filename``, width/height as displayed, ``mode`` of
         the file), ``n_images``, ``n_ok``, ``n_bad`` and ``skipped`` (from the loader).
+        A JPEG larger than the pixel budget is decoded at a reduced scale, as training
+        would; any other image larger than it is bad (``error`` says its size).
     """
     _check_frame(df, ("filename",))
     files = []
@@ -346,8 +351,8 @@ def audit(df, progress=True):
         try:
             header = read_header(filename)
             record["mode"] = header["mode"]
-            height, width = read_image(filename).shape[:2]
-            record.update(ok=True, width=int(width), height=int(height))
+            read_image(filename)
+            record.update(ok=True, width=header["width"], height=header["height"])
         except ImageError as error:
             record["error"] = error.reason
         files.append(record)
