@@ -48,8 +48,8 @@ MAX_TARGET_SIDE = 4096  # pixels, the largest input size labels.json may ask for
 # model.keras: a configuration is a few hundred KB; a member inflating to more than
 # MAX_MEMBER_EXPANSION times what it stores (above MAX_MEMBER_FLOOR) is a zip bomb
 # (Keras itself refuses such members only above 4 GB).
-MAX_CONFIG_BYTES = 64 * 2**20
-MAX_MEMBER_FLOOR = 16 * 2**20
+MAX_CONFIG_BYTES = 64_000_000
+MAX_MEMBER_FLOOR = 16_000_000
 MAX_MEMBER_EXPANSION = 100
 
 
@@ -230,8 +230,8 @@ def _check_weights(archive, name, where):
         if isinstance(item, h5py.Dataset):
             stored = item.id.get_storage_size()
             if item.nbytes > MAX_MEMBER_FLOOR and item.nbytes > MAX_MEMBER_EXPANSION * max(stored, 1):
-                problems.append(f"{key} declares {fileio._size(item.nbytes)} but stores "
-                                f"{fileio._size(stored)}")
+                problems.append(f"{key} declares {fileio.format_size(item.nbytes)} but stores "
+                                f"{fileio.format_size(stored)}")
 
     try:
         with archive.open(name) as stream, h5py.File(stream, "r") as weights:
@@ -265,15 +265,15 @@ def check_model_file(model_path):
         if "config.json" not in names:
             raise ValueError(f"{model_path}: not a Keras model file (no config.json inside)")
         for info in archive.infolist():
-            declared = fileio._size(info.file_size)
+            declared = fileio.format_size(info.file_size)
             if info.filename.endswith(".json") and info.file_size > MAX_CONFIG_BYTES:
                 raise ValueError(f"{model_path}: {info.filename} declares {declared} (limit "
-                                 f"{fileio._size(MAX_CONFIG_BYTES)}); a model's configuration "
+                                 f"{fileio.format_size(MAX_CONFIG_BYTES)}); a model's configuration "
                                  f"is far smaller: refusing to load it")
             if (info.file_size > MAX_MEMBER_FLOOR
                     and info.file_size > MAX_MEMBER_EXPANSION * max(info.compress_size, 1)):
                 raise ValueError(f"{model_path}: {info.filename} declares {declared} but stores "
-                                 f"{fileio._size(info.compress_size)}: refusing a potential "
+                                 f"{fileio.format_size(info.compress_size)}: refusing a potential "
                                  f"decompression bomb")
         for name in ("config.json", "metadata.json"):
             if name in names:

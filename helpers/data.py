@@ -56,8 +56,8 @@ COMPANION_EXTENSIONS = (
     ".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".xml", ".yaml", ".yml", ".ini", ".db",
     ".log", ".xmp",
 )
-MAX_ANNOTATION_BYTES = 16 * 2**20  # a VOC annotation is a few KB
-MAX_CSV_BYTES = 2**30
+MAX_ANNOTATION_BYTES = 16_000_000  # a VOC annotation is a few KB
+MAX_CSV_BYTES = 1_000_000_000
 MAX_LISTED = 10  # file names shown in one warning
 
 _VOC_SPLITS = ("train", "val", "test")

@@ -29,8 +29,8 @@ import numpy as np
 
 # Default limits for files read back: far above what the project writes, far below what
 # would exhaust memory.
-MAX_TEXT_BYTES = 256 * 2**20
-MAX_JSON_BYTES = 64 * 2**20
+MAX_TEXT_BYTES = 256_000_000
+MAX_JSON_BYTES = 64_000_000
 MAX_JSON_DEPTH = 100
 
 _BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
@@ -89,7 +89,8 @@ def printable(name):
             return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _size(n_bytes):
+def format_size(n_bytes):
+    """A byte count for messages: ``"1.6 GB"``, ``"340 bytes"``."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {unit}"
@@ -129,14 +130,14 @@ def read_bytes(path, what="file", max_bytes=MAX_TEXT_BYTES):
     if not stat.S_ISREG(status.st_mode):
         raise ReadError(path, f"the {what} is not a regular file (a device, pipe or socket)")
     if status.st_size > max_bytes:
-        raise ReadError(path, f"the {what} is too large ({_size(status.st_size)}, limit {_size(max_bytes)})")
+        raise ReadError(path, f"the {what} is too large ({format_size(status.st_size)}, limit {format_size(max_bytes)})")
     try:
         with open(path, "rb") as stream:
             data = stream.read(max_bytes + 1)
     except OSError as error:
         raise ReadError(path, f"cannot read the {what} ({_os_reason(error)})") from None
     if len(data) > max_bytes:  # it grew since stat()
-        raise ReadError(path, f"the {what} is too large (over {_size(max_bytes)})")
+        raise ReadError(path, f"the {what} is too large (over {format_size(max_bytes)})")
     return data
 
 

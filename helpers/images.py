@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from helpers.fileio import ReadError
+from helpers.fileio import ReadError, format_size
 
 # Content decides the format; these extensions are what the folder loaders list.
 IMAGE_EXTENSIONS = (
@@ -34,7 +34,7 @@ IMAGE_EXTENSIONS = (
 # Raise it for bigger scans or panoramas: helpers.images.MAX_PIXELS = 60_000_000.
 MAX_PIXELS = 30_000_000
 # No image file needs more; a larger one is refused before it is read into memory.
-MAX_FILE_BYTES = 256 * 2**20
+MAX_FILE_BYTES = 256_000_000
 # Above this many pixels, an image is shrunk without a float copy, and the input
 # pipeline decodes it with Pillow (one copy of the pixels) rather than TensorFlow (four).
 LARGE_PIXELS = 4_000_000
@@ -199,8 +199,8 @@ def _open(path_or_bytes, name=None):
         if size == 0:
             raise ImageError(name, "empty file")
         if size > MAX_FILE_BYTES:
-            raise ImageError(name, f"file too large ({size / 2**20:.0f} MB, limit "
-                                   f"{MAX_FILE_BYTES / 2**20:.0f} MB)")
+            raise ImageError(name, f"file too large ({format_size(size)}, limit "
+                                   f"{format_size(MAX_FILE_BYTES)})")
         with _PILLOW_LIMIT_LOCK:
             pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:

@@ -180,7 +180,7 @@ def _image_cases(base):
     def huge_file(folder):
         buffer = io.BytesIO()
         Image.fromarray(_pixels("cat", 9)).save(buffer, "PNG")
-        _sparse(folder / "huge.png", 300 * 2**20, buffer.getvalue())
+        _sparse(folder / "huge.png", 300_000_000, buffer.getvalue())
         return folder / "huge.png"
 
     case("huge_file", "300 MB (sparse) file that starts as a valid PNG", "skip", huge_file)
@@ -384,7 +384,7 @@ def _voc_cases(base):
          annotation(plain.replace("</annotation>", "<x>" * 100000 + "</x>" * 100000 + "</annotation>")), 1)
 
     def huge(root):
-        _sparse(root / "Annotations" / "huge.xml", 20 * 2**20, b"<annotation>")
+        _sparse(root / "Annotations" / "huge.xml", 20_000_000, b"<annotation>")
         return root / "Annotations" / "huge.xml"
 
     case("voc_huge_xml", "20 MB annotation (sparse)", "skip", huge)
