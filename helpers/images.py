@@ -13,8 +13,8 @@ pixel memory is spent: a JPEG larger than that is decoded at 1/2, 1/4 or 1/8 sca
 ``MAX_FILE_BYTES``, folders, devices and pipes are refused before they are read. Pillow's
 own decompression-bomb check, whose warning names no file, is not the one that fires.
 """
+import contextlib
 import io
-import math
 import os
 import stat
 import threading
@@ -28,8 +28,11 @@ from helpers.fileio import ReadError, format_size
 # Content decides the format; these extensions are what the folder loaders list.
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff",
-    ".pbm", ".pgm", ".ppm", ".pnm",
+    ".avif", ".pbm", ".pgm", ".ppm", ".pnm",
 )
+# The formats Pillow may open. Others it knows, such as EPS (it would run Ghostscript) or
+# PSD, are "not an image" here, whatever the file's name.
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "AVIF", "PPM", "TGA", "ICO", "PCX")
 # Pixels one decode may produce (a 30-megapixel image takes about 120 MB as Pillow RGB).
 # Raise it for bigger scans or panoramas: helpers.images.MAX_PIXELS = 60_000_000.
 MAX_PIXELS = 30_000_000
@@ -57,6 +60,9 @@ _TRANSPOSE = {  # EXIF orientation -> what makes the stored pixels upright (as I
 # Pillow checks image sizes against a module-wide limit when it opens a file; ours comes
 # first, so its check is switched off while a header is read (under a lock: threads share it).
 _PILLOW_LIMIT_LOCK = threading.Lock()
+# One large image decoded at a time per process, however many threads decode: a few of
+# them at once would each hold their pixels.
+_LARGE_DECODES = threading.Semaphore(1)
 
 
 class ImageError(ReadError):
@@ -181,8 +187,14 @@ def _file_size(source, name):
 
 
 def _check_plausible(image, n_bytes, name):
-    """Refuse a large JPEG whose file is far too small for the size its header claims."""
+    """Refuse a large JPEG whose file is far too small for the size its header claims,
+    and a TIFF whose tiles exceed the pixel budget (Pillow allocates a whole tile)."""
     width, height = image.size
+    tile = getattr(image, "_tile_size", None) if image.format == "TIFF" else None
+    if tile and tile[0] * tile[1] > max(MAX_PIXELS, width * height):
+        image.close()
+        raise ImageError(name, f"too many pixels: TIFF tiles of {tile[0]}×{tile[1]} for a "
+                               f"{width}×{height} image")
     if image.format == "JPEG" and width * height > LARGE_PIXELS:
         blocks = width * height / 64
         if n_bytes * 8 < blocks * JPEG_MIN_BITS_PER_BLOCK:
@@ -204,7 +216,7 @@ def _open(path_or_bytes, name=None):
         with _PILLOW_LIMIT_LOCK:
             pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
-                image = Image.open(source)
+                image = Image.open(source, formats=FORMATS)
             finally:
                 Image.MAX_IMAGE_PIXELS = pillow_limit
         _check_plausible(image, size, name)
@@ -439,17 +451,28 @@ def read_image(path, target_size=None, name=None, max_pixels=None):
                 raise ImageError(display_name, str(error)) from None
             if scale > 1:  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
                 image.draft(image.mode, tuple(max(1, side // scale) for side in image.size))
-            image.load()
-            orientation = _upright_orientation(image)
-            rgb = _to_rgb(image)
-            if orientation in _TRANSPOSE:
-                rgb = rgb.transpose(_TRANSPOSE[orientation])
-            array = np.asarray(rgb, dtype=np.uint8)
-            del rgb
+            decoded_width, decoded_height = _scaled(image.size, scale)
+            large = decoded_width * decoded_height > LARGE_PIXELS
+            with _LARGE_DECODES if large else contextlib.nullcontext():
+                array = _decode(image)
+                if target_size is not None:
+                    array = resize(array, (target_height, target_width))
     except ImageError:
         raise
     except Exception as error:
         raise ImageError(display_name, _reason(error)) from error
-    if target_size is not None:  # Pillow's copy of the pixels is released by now
-        array = resize(array, (target_height, target_width))
     return np.ascontiguousarray(array)
+
+
+def _decode(image):
+    """Load, convert to RGB and turn upright; only the uint8 array is kept."""
+    image.load()
+    orientation = _upright_orientation(image)
+    rgb = _to_rgb(image)
+    if orientation in _TRANSPOSE:
+        rgb = rgb.transpose(_TRANSPOSE[orientation])
+    array = np.asarray(rgb, dtype=np.uint8)
+    if rgb is not image:
+        rgb.close()
+    image.close()  # Pillow's copy of the pixels, released before the resize
+    return array
