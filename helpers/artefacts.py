@@ -159,7 +159,7 @@ def update_thresholds(model_dir, thresholds):
 # ------------------------------------------------------------------------------ loading
 def _read_labels(path):
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):  # a folder or a broken link is named as such by read_json
         raise ValueError(
             f"{path}: file not found; a model folder needs {LABELS_FILE} and {MODEL_FILE} "
             "as written by helpers.artefacts.save_artefacts (python -m helpers train)"

@@ -217,9 +217,13 @@ def command_predict(args):
 def command_evaluate(args):
     from helpers.workflows import evaluate_model_dir
 
+    dataframe = load_from_args(args)
+    if dataframe.empty:
+        raise ValueError(f"{printable(args.source)}: no images listed "
+                         f"({dataframe.attrs.get('layout')} layout){skipped_note(dataframe)}")
     report = evaluate_model_dir(
         args.model_dir,
-        load_from_args(args),
+        dataframe,
         split=args.split,
         tune_thresholds=args.tune_thresholds,
         batch_size=args.batch_size,
@@ -230,7 +234,7 @@ def command_evaluate(args):
     counts = report["counts"]
     skipped = f"; {counts['skipped']} skipped (named in the warnings above)" if counts["skipped"] else ""
     print(f"{report['n_images']} images evaluated ({report['split']} split): {counts['found']} "
-          f"found{skipped}")
+          f"found{skipped}{skipped_note(dataframe)}")
     print(f"{'label':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8} {'AP':>7} {'ROC-AUC':>8}")
     for label, row in report["per_class"].items():
         cells = [row[key] for key in ("precision", "recall", "f1")]

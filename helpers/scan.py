@@ -148,6 +148,13 @@ def cooccurrence(df):
     return _cooccurrence_from(combinations, _label_counts_from(combinations).index)
 
 
+def _is_folder(entry):
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link that loops: there, but not a folder (its read fails later)
+        return False
+
+
 def find_missing(filenames):
     """Return the file names that do not exist on disk.
 
@@ -171,7 +178,7 @@ def find_missing(filenames):
         if folder not in contents:
             try:
                 with os.scandir(folder or ".") as entries:
-                    contents[folder] = {entry.name for entry in entries if not entry.is_dir()}
+                    contents[folder] = {entry.name for entry in entries if not _is_folder(entry)}
             except (OSError, ValueError):  # unreadable folder, or a NUL byte in the name
                 contents[folder] = set()
         if name not in contents[folder]:

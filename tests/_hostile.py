@@ -811,7 +811,7 @@ def _summary(case, command, code, stdout, stderr):
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     if errors:
         parts.append(errors[-1][:160])
-    if case.bad:
+    if case.bad and case.expect != "read":
         text = stdout + stderr
         names = [os.path.basename(path) for path in case.bad]
         shown = [name for name in names
@@ -827,8 +827,11 @@ def printable_name(name):
         return name
 
 
-def run_report(out, pythons, timeout=180, workers=2):
-    """Run every command of every case with each interpreter; write the reports and a table."""
+def run_report(out, pythons, timeout=180, workers=2, only=None):
+    """Run every command of every case with each interpreter; write the reports and a table.
+
+    ``only``: case names to run again, their rows replacing those of an earlier report.
+    """
     import concurrent.futures
 
     cases = {row["name"]: Case(**dict(row, source=Path(row["source"]),
@@ -837,11 +840,12 @@ def run_report(out, pythons, timeout=180, workers=2):
     results = {}
     for label, python in pythons.items():
         work = Path(out) / f"work-{label}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-        for name in ("clean_model",):
-            shutil.copytree(Path(out) / name, work / name)
-        jobs = [(case, command) for case in cases.values() for command in COMMANDS[case.kind]]
+        if not only:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            shutil.copytree(Path(out) / "clean_model", work / "clean_model")
+        jobs = [(case, command) for case in cases.values() for command in COMMANDS[case.kind]
+                if not only or case.name in only]
 
         def run(job):
             case, command = job
@@ -854,15 +858,23 @@ def run_report(out, pythons, timeout=180, workers=2):
 
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             rows = list(pool.map(run, jobs))
-        (Path(out) / f"report-{label}.json").write_text(json.dumps(rows, indent=1))
-        results[label] = rows
+        report = Path(out) / f"report-{label}.json"
+        if only and report.exists():
+            redone = {(row["case"], row["command"]): row for row in rows}
+            rows = [redone.pop((row["case"], row["command"]), row)
+                    for row in json.loads(report.read_text())] + list(redone.values())
+        report.write_text(json.dumps(rows, indent=1))
+    results = {path.stem[len("report-"):]: json.loads(path.read_text())
+               for path in sorted(Path(out).glob("report-*.json"), key=lambda p: p.stat().st_mtime)}
     (Path(out) / "report.md").write_text(markdown_table(cases, results))
     return results
 
 
-def _cell(row):
+def _cell(row, case):
     if row is None:
         return ""
+    if case.expect == "read":  # nothing to name
+        row = dict(row, summary=row["summary"].replace("; NOT named", "").replace("; named", ""))
     if row["code"] is None:
         state = "HANG (killed)"
     elif row["traceback"]:
@@ -874,19 +886,17 @@ def _cell(row):
 
 
 def markdown_table(cases, results):
-    lines = []
-    for label, rows in results.items():
-        by_key = {(row["case"], row["command"]): row for row in rows}
-        lines += [f"### {label}", "", "| case | what | " + " | ".join(
-            sorted({c for kind in COMMANDS.values() for c in kind}, key=["scan", "audit", "train",
-                                                                          "predict", "evaluate"].index)) + " |",
-                  "|---|---|" + "---|" * 5]
-        for case in cases.values():
-            cells = [_cell(by_key.get((case.name, command))) for command in
-                     ("scan", "audit", "train", "predict", "evaluate")]
-            lines.append(f"| {case.name} | {case.what} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    """One row per case and interpreter: what each command did."""
+    commands = ("scan", "audit", "train", "predict", "evaluate")
+    by_key = {(label, row["case"], row["command"]): row for label, rows in results.items() for row in rows}
+    lines = ["| case | what | run | " + " | ".join(commands) + " |",
+             "|---|---|---|" + "---|" * len(commands)]
+    for case in cases.values():
+        for index, label in enumerate(results):
+            cells = [_cell(by_key.get((label, case.name, command)), case) for command in commands]
+            first = [case.name, case.what] if index == 0 else ["", ""]
+            lines.append("| " + " | ".join(first + [label] + cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
@@ -896,6 +906,7 @@ if __name__ == "__main__":
     parser.add_argument("out_dir")
     parser.add_argument("--run", nargs="*", default=None, metavar="NAME=PYTHON")
     parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--cases", nargs="*", default=None, help="run only these cases again")
     args = parser.parse_args()
     out = Path(args.out_dir)
     if not (out / "cases.json").exists():
@@ -903,5 +914,5 @@ if __name__ == "__main__":
         (out / "cases.json").write_text(json.dumps(describe(built), indent=1))
         print(f"{len(built)} cases in {out}")
     if args.run:
-        run_report(out, dict(item.split("=", 1) for item in args.run), args.timeout)
+        run_report(out, dict(item.split("=", 1) for item in args.run), args.timeout, only=args.cases)
         print(f"wrote {out / 'report.md'}")

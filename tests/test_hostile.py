@@ -289,6 +289,11 @@ def test_scan_and_audit_end_cleanly_on_every_case(corpus, capsys, command, name,
         assert code == 0
         listed = report["n_images"] + len(report["skipped"])
         assert listed >= case.n_good
+        if case.kind == "images":  # a bad file costs no other, even in the listing of its folder
+            assert report["missing"] == []
+            unreadable = [os.path.basename(item["path"]) for item in report["unreadable"]]
+            found_by_headers = case.name not in ("corrupt_png", "truncated_jpeg")
+            assert unreadable == (names(case) if case.expect == "skip" and found_by_headers else [])
 
 
 def test_the_pixel_budget_names_the_file_and_its_size(corpus, capsys):
