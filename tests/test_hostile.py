@@ -531,3 +531,26 @@ def test_the_corpus_builder_runs_as_a_script(tmp_path):
     result = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "_hostile.py"), "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--run" in result.stdout
+
+
+def test_predict_goes_on_when_only_some_paths_are_missing(corpus, clean_model, capsys, tmp_path):
+    good = corpus["tiny"].source / "cat" / "tiny.png"
+    code, out, err = run_cli(capsys, ["predict", "--model-dir", str(clean_model), str(good),
+                                      str(tmp_path / "gone.jpg"), "--format", "json"])
+    assert code == 0
+    first, second = json.loads(out)
+    assert first["error"] is None and second["error"] == "no such file or folder"
+
+
+def test_an_unexpected_error_is_one_line_with_exit_code_3(capsys, monkeypatch):
+    def broken(args):
+        raise TypeError("something nobody foresaw\nover two lines")
+
+    monkeypatch.setattr(cli, "command_scan", broken)
+    monkeypatch.delenv("HELPERS_TRACEBACK", raising=False)
+    code, _, err = run_cli(capsys, ["scan", "."])
+    assert code == 3 and err.count("\n") == 1
+    assert err.startswith("error: unexpected TypeError: something nobody foresaw over two lines")
+    monkeypatch.setenv("HELPERS_TRACEBACK", "1")
+    with pytest.raises(TypeError):
+        cli.main(["scan", "."])
