@@ -10,17 +10,25 @@
 
 Every file is written atomically (``helpers.fileio.atomic_path``): after a crash there is the
 old file or the new one, never half of one.
+
+A model folder may have been edited by hand or come from elsewhere, so it is checked before
+anything is loaded: ``labels.json`` within size and nesting limits, ``model.keras`` a zip
+whose members declare sane sizes (a member that would inflate far beyond what it stores is
+refused, not read), its JSON members readable without recursion, its weights not declaring
+arrays it does not store; then Keras loads it with ``safe_mode=True``.
 """
 import datetime
-import json
+import io
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
+from helpers import fileio
 from helpers.fileio import atomic_path, atomic_write_json, atomic_write_text, read_json
 from helpers.labels import TASKS, check_task
 
@@ -35,6 +43,14 @@ CHECKPOINT_FILE = "checkpoint.weights.h5"
 # Written while a run is under way; a new run (not a resumed one) starts without them.
 RUN_FILES = (BACKUP_DIR, HISTORY_FILE, CHECKPOINT_FILE, SPLITS_FILE, METRICS_FILE)
 DEFAULT_THRESHOLD = 0.5
+SPLITS_COLUMNS = ("filename", "split", "labels", "absolute_path")
+MAX_TARGET_SIDE = 4096  # pixels, the largest input size labels.json may ask for
+# model.keras: a configuration is a few hundred KB; a member inflating to more than
+# MAX_MEMBER_EXPANSION times what it stores (above MAX_MEMBER_FLOOR) is a zip bomb
+# (Keras itself refuses such members only above 4 GB).
+MAX_CONFIG_BYTES = 64_000_000
+MAX_MEMBER_FLOOR = 16_000_000
+MAX_MEMBER_EXPANSION = 100
 
 
 def output_units(model):
@@ -143,7 +159,7 @@ def update_thresholds(model_dir, thresholds):
 # ------------------------------------------------------------------------------ loading
 def _read_labels(path):
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):  # a folder or a broken link is named as such by read_json
         raise ValueError(
             f"{path}: file not found; a model folder needs {LABELS_FILE} and {MODEL_FILE} "
             "as written by helpers.artefacts.save_artefacts (python -m helpers train)"
@@ -182,8 +198,9 @@ def validate_metadata(metadata, path=LABELS_FILE):
         fail("task", f"one of {TASKS}", metadata["task"])
     size = metadata["target_size"]
     if (not isinstance(size, list) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        fail("target_size", "[height, width] of positive integers", size)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_TARGET_SIDE
+                       for v in size)):
+        fail("target_size", f"[height, width] of positive integers up to {MAX_TARGET_SIDE}", size)
     preprocessing = metadata.get("preprocessing", {})
     if preprocessing is not None and not isinstance(preprocessing, dict):
         fail("preprocessing", "an object", preprocessing)
@@ -201,6 +218,73 @@ def validate_metadata(metadata, path=LABELS_FILE):
             f"{len(classes)}; expected one threshold per class"
         )
     return dict(metadata, thresholds=[float(v) for v in thresholds])
+
+
+def _check_weights(archive, name, where):
+    """Refuse HDF5 weights that declare arrays far larger than they store (read as fill values)."""
+    import h5py
+
+    problems = []
+
+    def visit(key, item):
+        if isinstance(item, h5py.Dataset):
+            stored = item.id.get_storage_size()
+            if item.nbytes > MAX_MEMBER_FLOOR and item.nbytes > MAX_MEMBER_EXPANSION * max(stored, 1):
+                problems.append(f"{key} declares {fileio.format_size(item.nbytes)} but stores "
+                                f"{fileio.format_size(stored)}")
+
+    try:
+        with archive.open(name) as stream, h5py.File(stream, "r") as weights:
+            weights.visititems(visit)
+    except Exception as error:  # h5py raises several types for a damaged file
+        raise ValueError(f"{where}: {name} is not a readable HDF5 file ({error})") from None
+    if problems:
+        raise ValueError(f"{where}: refusing {name}, whose arrays would be created from "
+                         f"nothing: {'; '.join(problems[:3])}")
+
+
+def check_model_file(model_path):
+    """Check a ``.keras`` file before Keras opens it; ``ValueError`` naming the file and member.
+
+    Refuses a file that is not a zip, members whose declared size would inflate far beyond
+    what they store, JSON members over ``MAX_CONFIG_BYTES`` or nested too deeply to read,
+    and HDF5 weights declaring arrays they do not store.
+
+    Parameters
+    ----------
+    model_path : str or Path
+    """
+    model_path = Path(model_path)
+    try:
+        archive = zipfile.ZipFile(model_path)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ValueError(f"{model_path}: not a Keras model file (a .keras file is a zip "
+                         f"archive: {error})") from None
+    with archive:
+        names = archive.namelist()
+        if "config.json" not in names:
+            raise ValueError(f"{model_path}: not a Keras model file (no config.json inside)")
+        for info in archive.infolist():
+            declared = fileio.format_size(info.file_size)
+            if info.filename.endswith(".json") and info.file_size > MAX_CONFIG_BYTES:
+                raise ValueError(f"{model_path}: {info.filename} declares {declared} (limit "
+                                 f"{fileio.format_size(MAX_CONFIG_BYTES)}); a model's configuration "
+                                 f"is far smaller: refusing to load it")
+            if (info.file_size > MAX_MEMBER_FLOOR
+                    and info.file_size > MAX_MEMBER_EXPANSION * max(info.compress_size, 1)):
+                raise ValueError(f"{model_path}: {info.filename} declares {declared} but stores "
+                                 f"{fileio.format_size(info.compress_size)}: refusing a potential "
+                                 f"decompression bomb")
+        for name in ("config.json", "metadata.json"):
+            if name in names:
+                try:
+                    data = archive.read(name)
+                except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+                    raise ValueError(f"{model_path}: cannot read {name} ({error})") from None
+                text = fileio.decode_text(data, f"{model_path}:{name}", what="model configuration")
+                fileio.loads(text, f"{model_path}:{name}", "model configuration")
+        if "model.weights.h5" in names:
+            _check_weights(archive, "model.weights.h5", model_path)
 
 
 def load_artefacts(model_dir, compile=False):
@@ -228,6 +312,7 @@ def load_artefacts(model_dir, compile=False):
     model_path = model_dir / MODEL_FILE
     if not model_path.is_file():
         raise ValueError(f"{model_path}: file not found (listed in {labels_path})")
+    check_model_file(model_path)
     try:
         model = keras.models.load_model(model_path, safe_mode=True, compile=compile)
     except Exception as error:
@@ -262,7 +347,11 @@ def read_history(out_dir):
     path = Path(out_dir) / HISTORY_FILE
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
-    history = pd.read_csv(path, on_bad_lines="skip")
+    try:
+        history = pd.read_csv(path, on_bad_lines="skip")
+    except (ValueError, UnicodeDecodeError) as error:  # pandas' parser errors are ValueErrors
+        raise ValueError(f"{path}: cannot read the training history ({error}); delete it "
+                         "to start afresh") from None
     if "epoch" in history:
         history = history.dropna(subset=["epoch"]).astype({"epoch": int})
         history = history.drop_duplicates("epoch", keep="last").set_index("epoch").sort_index()
@@ -312,7 +401,8 @@ def write_splits(out_dir, parts):
         part["absolute_path"] = [os.path.abspath(path) for path in part["filename"]]
         frames.append(part)
     table = pd.concat(frames, ignore_index=True)
-    atomic_write_text(Path(out_dir) / SPLITS_FILE, table.to_csv(index=False))
+    # A file name that is not valid UTF-8 is written as its own bytes, and read back as such.
+    atomic_write_text(Path(out_dir) / SPLITS_FILE, table.to_csv(index=False), errors="surrogateescape")
     return table
 
 
@@ -326,11 +416,29 @@ def read_splits(out_dir):
     Returns
     -------
     pandas.DataFrame
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when it is missing, unreadable, or lacks a column.
     """
     path = Path(out_dir) / SPLITS_FILE
     if not path.is_file():
         raise ValueError(f"{path}: file not found; it is written by train_from_source")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    data = fileio.read_bytes(path, "splits file")
+    encoding = fileio.sniff_encoding(data) or "utf-8"
+    try:
+        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding=encoding,
+                            encoding_errors="surrogateescape")
+    except (ValueError, UnicodeError) as error:  # pandas' parser errors are ValueErrors
+        raise ValueError(f"{path}: cannot read the splits file ({error})") from None
+    missing = [name for name in ("split", "labels") if name not in table.columns]
+    if "filename" not in table.columns and "absolute_path" not in table.columns:
+        missing.insert(0, "filename")
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; a splits file has the columns "
+                         f"{list(SPLITS_COLUMNS)}, as train writes them")
+    return table
 
 
 def assign_splits(dataframe, out_dir):
@@ -390,8 +498,8 @@ def backup_epoch(out_dir):
         path = backup / name
         if path.is_file() and (backup / "latest.weights.h5").is_file():
             try:
-                return int(json.loads(path.read_text())["epoch"])
-            except (ValueError, KeyError, TypeError):
+                return int(read_json(path, what="backup state")["epoch"])
+            except (ValueError, KeyError, TypeError, OverflowError):
                 continue
     return 0
 

@@ -3,17 +3,24 @@
 Commands: make-data, scan, audit, train, predict, evaluate. Each prints a human-readable
 report by default and one JSON document with ``--format json``. Errors a user can fix
 (a wrong path, a bad argument, a mismatched model folder) end with a one-line message
-and exit code 2, never a traceback.
+and exit code 2, never a traceback; an unexpected error (a bug) ends with a one-line
+message and exit code 3 (``HELPERS_TRACEBACK=1`` shows the traceback).
 """
 import argparse
 import csv
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
 
+from helpers import warn
 from helpers.data import LAYOUTS
+from helpers.fileio import printable
 from helpers.generate import PRESETS
+
+# Annotated copies keep the image's extension when Pillow writes it, else become PNG.
+ANNOTATE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def print_json(document):
@@ -45,6 +52,10 @@ def add_dataset_options(parser):
         "--no-label", default="No Finding", help="csv: token meaning 'no label' (default 'No Finding')"
     )
     group.add_argument("--image-directory", default=None, help="csv: folder the image column is relative to")
+    group.add_argument(
+        "--encoding", default=None,
+        help="csv: text encoding of the file, e.g. latin-1 (default: UTF-8, or what its byte-order mark says)",
+    )
     group.add_argument("--drop-difficult", action="store_true", help="voc: ignore objects marked difficult")
     group.add_argument(
         "--allow-absolute",
@@ -65,6 +76,7 @@ def dataset_options(args):
         "image_directory": args.image_directory,
         "drop_difficult": args.drop_difficult,
         "allow_absolute": args.allow_absolute,
+        "encoding": args.encoding,
     }
 
 
@@ -115,7 +127,7 @@ def command_scan(args):
         if items:
             print(f"\n{len(items)} {key} files, for example:")
             for item in items[:10]:
-                print(f"  {item if isinstance(item, str) else json.dumps(item)}")
+                print(f"  {printable(item) if isinstance(item, str) else json.dumps(item)}")
     return 0
 
 
@@ -129,7 +141,7 @@ def command_audit(args):
     else:
         for item in report["files"]:
             if not item["ok"]:
-                print(f"BAD  {item['path']}: {item['error']}")
+                print(f"BAD  {printable(item['path'])}: {item['error']}")
         print(f"{report['n_ok']} of {report['n_images']} images load; {report['n_bad']} do not{skipped_note(dataframe)}")
     return 0 if report["n_bad"] == 0 else 1
 
@@ -161,9 +173,9 @@ def command_train(args):
 def command_predict(args):
     from helpers.predict import annotate, predict_paths
 
-    missing = [path for path in args.paths if not Path(path).exists()]
-    if missing:
-        raise ValueError(f"no such file or folder: {', '.join(missing)}")
+    missing = [path for path in args.paths if not os.path.lexists(path)]
+    if len(missing) == len(args.paths):
+        raise ValueError(f"no such file or folder: {', '.join(map(printable, missing))}")
     if args.explain:
         from helpers.explain import explain_paths
 
@@ -177,7 +189,13 @@ def command_predict(args):
         out_dir.mkdir(parents=True, exist_ok=True)
         for index, result in enumerate(results):
             if result.get("error") is None:
-                annotate(result["path"], result, out_dir / f"{index:05d}_{Path(result['path']).name}")
+                name = Path(result["path"]).name
+                if Path(name).suffix.lower() not in ANNOTATE_SUFFIXES:
+                    name += ".png"
+                try:
+                    annotate(result["path"], result, out_dir / f"{index:05d}_{name}")
+                except (ValueError, OSError) as error:  # one copy that fails costs no other
+                    warn(f"could not annotate {printable(result['path'])}: {error}")
     if args.format == "json":
         print_json(results)
     elif args.format == "csv":
@@ -193,14 +211,14 @@ def command_predict(args):
     else:
         for result in results:
             if result.get("error"):
-                print(f"{result['path']}: ERROR {result['error']}")
+                print(f"{printable(result['path'])}: ERROR {result['error']}")
             else:
                 shown = ", ".join(f"{label} {result['probabilities'][label]:.1%}" for label in result["labels"])
-                print(f"{result['path']}: {shown or '(no label above its threshold)'}")
+                print(f"{printable(result['path'])}: {shown or '(no label above its threshold)'}")
                 for label, explanation in (result.get("explanations") or {}).items():
                     peak = explanation["peak"]
                     where = "nowhere (empty heatmap)" if None in peak else f"y {peak[0]:.2f}, x {peak[1]:.2f}"
-                    print(f"  {label}: looks at {where} -> {explanation['heatmap']}")
+                    print(f"  {label}: looks at {where} -> {printable(explanation['heatmap'])}")
     n_bad = sum(1 for result in results if result.get("error"))
     if n_bad:
         print(f"{n_bad} of {len(results)} images could not be read", file=sys.stderr)
@@ -210,9 +228,13 @@ def command_predict(args):
 def command_evaluate(args):
     from helpers.workflows import evaluate_model_dir
 
+    dataframe = load_from_args(args)
+    if dataframe.empty:
+        raise ValueError(f"{printable(args.source)}: no images listed "
+                         f"({dataframe.attrs.get('layout')} layout){skipped_note(dataframe)}")
     report = evaluate_model_dir(
         args.model_dir,
-        load_from_args(args),
+        dataframe,
         split=args.split,
         tune_thresholds=args.tune_thresholds,
         batch_size=args.batch_size,
@@ -220,7 +242,10 @@ def command_evaluate(args):
     if args.format == "json":
         print_json(report)
         return 0
-    print(f"{report['n_images']} images evaluated ({report['split']} split)")
+    counts = report["counts"]
+    skipped = f"; {counts['skipped']} skipped (named in the warnings above)" if counts["skipped"] else ""
+    print(f"{report['n_images']} images evaluated ({report['split']} split): {counts['found']} "
+          f"found{skipped}{skipped_note(dataframe)}")
     print(f"{'label':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8} {'AP':>7} {'ROC-AUC':>8}")
     for label, row in report["per_class"].items():
         cells = [row[key] for key in ("precision", "recall", "f1")]
@@ -328,7 +353,11 @@ def build_parser():
 
 
 def _format_warning(message, category, filename, lineno, line=None):
-    return f"warning: {message}\n"
+    return f"warning: {printable(str(message))}\n"
+
+
+def _one_line(error):
+    return printable(" ".join(str(error).split()) or type(error).__name__)
 
 
 def main(argv=None):
@@ -336,15 +365,30 @@ def main(argv=None):
     args = parser.parse_args(argv)
     original_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
+    # A file name that is not valid UTF-8 must not stop the report half-printed.
+    stdout_errors = getattr(sys.stdout, "errors", None)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return args.handler(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # a wrong path or argument, a damaged file
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; lower --batch-size or --image-size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if os.environ.get("HELPERS_TRACEBACK"):
+            raise
+        print(f"error: unexpected {type(error).__name__}: {_one_line(error)} (this is a bug in "
+              "helpers; set HELPERS_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 3
     finally:
         warnings.formatwarning = original_format
+        if stdout_errors and hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors=stdout_errors)

@@ -2,12 +2,20 @@
 
 Works like scikit-learn's ``MultiLabelBinarizer`` (classes sorted, one column per
 class), but refuses labels it does not know and saves itself as JSON, not pickle.
+
+Labels are compared exactly: ``Dog`` and ``dog`` are two classes here (with a warning
+from :meth:`LabelVocabulary.from_labels`). The ``helpers.data`` loaders merge such
+spellings into one label before a vocabulary is built.
 """
+import collections
 import json
 import math
 from pathlib import Path
 
 import numpy as np
+
+from helpers import warn
+from helpers.fileio import read_json
 
 FORMAT = "helpers.LabelVocabulary"
 # multi_label: any number of labels per image (sigmoid outputs, binary cross-entropy);
@@ -118,8 +126,19 @@ class LabelVocabulary:
         Returns
         -------
         LabelVocabulary
+            Classes that differ only in case or spacing (``Dog``, ``dog``) stay apart,
+            with a warning naming them.
         """
-        return cls(sorted({label for labels in to_label_lists(label_lists) for label in labels}))
+        vocabulary = cls(sorted({label for labels in to_label_lists(label_lists) for label in labels}))
+        spellings = collections.defaultdict(list)
+        for name in vocabulary.classes:
+            spellings[" ".join(name.casefold().split())].append(name)
+        alike = [names for names in spellings.values() if len(names) > 1]
+        if alike:
+            warn(f"classes that differ only in case or spacing are kept apart: "
+                 f"{'; '.join(', '.join(map(repr, names)) for names in alike)} (the "
+                 f"helpers.data loaders merge them; rename them to merge them here)")
+        return vocabulary
 
     def __len__(self):
         return len(self.classes)
@@ -316,12 +335,4 @@ class LabelVocabulary:
         LabelVocabulary
         """
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ValueError(f"{path}: cannot read label file ({error.strerror or error})") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, what="label file"), source=str(path))

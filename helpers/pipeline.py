@@ -13,7 +13,15 @@ per image. Everything else (CMYK, 16-bit, palette, alpha, GIF, BMP, EXIF-rotated
 photos, suspicious files) goes through ``helpers.images.read_image`` (Pillow).
 Both roads resize the same way (area averaging to shrink, bilinear to enlarge, as
 ``helpers.images.resize``) and give the same pixels to within one grey level, and the
-same as ``read_image`` gives at prediction time.
+same as ``read_image`` gives at prediction time. Large images (over
+``helpers.images.LARGE_PIXELS`` once decoded) take the Pillow road too, which needs one
+copy of their pixels where TensorFlow needs four, and every decode keeps to the pixel
+budget ``helpers.images.MAX_PIXELS``.
+
+A file that fails costs that file alone: it is dropped from its batch (never the batch),
+the number of batches stays fixed, and a prediction pass (``dataset.for_prediction``,
+which carries each image's row) tells which files never arrived; :func:`missing_files`
+names them with their reason.
 
 Augmentation lives in :mod:`helpers.augment`; its public names are also importable from
 here (``pipeline.augmentation``, ``pipeline.augment_images``...), as before.
@@ -33,7 +41,7 @@ import pandas as pd
 import tensorflow as tf
 
 from helpers import augment as augmentations
-from helpers import data, images, warn
+from helpers import data, fileio, images, warn
 from helpers.augment import (  # noqa: F401  re-exported: where notebooks found them first
     AUGMENT_ARGUMENTS,
     FILL_MODES,
@@ -94,6 +102,8 @@ def choose_road(header, target_size, complete=True):
         scale = min(width // target_size[1], height // target_size[0])
         decoder = max(r for r in _JPEG_RATIOS if r <= max(scale, 1))
         height, width = -(-height // decoder), -(-width // decoder)  # libjpeg rounds up
+    if height * width > images.LARGE_PIXELS:
+        return _PILLOW  # one copy of the pixels in Pillow, four in TensorFlow's decode and resize
     shrinks = (height >= target_size[0], width >= target_size[1])
     return 1 + _TF_DECODERS.index(decoder) * len(_SHRINKS) + _SHRINKS.index(shrinks)
 
@@ -109,6 +119,8 @@ def _check_file(path, target_size, full_decode):
         return None, error.reason
     except OSError as error:
         return None, f"cannot read ({error.strerror or error})"
+    except ValueError as error:  # e.g. a NUL byte in the name
+        return None, f"cannot read ({error})"
     try:
         return choose_road(header, target_size, complete), None
     except Exception:  # anything odd in the header: let Pillow decide while decoding
@@ -170,10 +182,12 @@ def make_decoder(target_size, roads, warned=None):
     """Return ``decode(encoded, road_index, name) -> (uint8 image, ok)`` for ``Dataset.map``.
 
     ``encoded`` is an image file's bytes (from ``tf.io.read_file`` or a TFRecord), ``name``
-    what to call it in a warning, and ``road_index`` a position in ``roads``, the distinct
-    roads of the images (``choose_road``): the graph holds only the decoders in use. The
-    Pillow road never raises: an image it cannot read comes back black with ``ok`` False,
-    after one warning naming it.
+    what to call it in a warning (a file name's raw bytes are fine), and ``road_index`` a
+    position in ``roads``, the distinct roads of the images (``choose_road``): the graph
+    holds only the decoders in use. The Pillow road never raises: an image it cannot read
+    comes back black with ``ok`` False, after one warning naming it. The TensorFlow roads
+    raise on a corrupt file; ``Dataset.ignore_errors()`` right after the ``map`` then
+    drops that one element.
 
     Parameters
     ----------
@@ -190,13 +204,13 @@ def make_decoder(target_size, roads, warned=None):
     warned = set() if warned is None else warned
 
     def pillow(encoded, name):
-        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        name = os.fsdecode(name) if isinstance(name, bytes) else str(name)
         try:
             return images.read_image(encoded, target_size, name=name), True
         except images.ImageError as error:
             if name not in warned:
                 warned.add(name)
-                warn(f"skipping {name}: {error.reason}")
+                warn(f"skipping {fileio.printable(name)}: {error.reason}")
             return np.zeros((height, width, 3), dtype=np.uint8), False
 
     def pillow_branch(encoded, name):
@@ -327,7 +341,7 @@ def _labels(dataframe, y_col, classes, class_mode):
 
 def _warn_skipped(skipped, total):
     for item in skipped:
-        warn(f"skipping {item['path']}: {item['reason']}")
+        warn(f"skipping {fileio.printable(item['path'])}: {item['reason']}")
     if skipped:
         warn(f"skipped {len(skipped)} of {total} image files (see the warnings above)")
 
@@ -336,7 +350,8 @@ def _usable_files(paths, target_size, on_error):
     """Check the files; return the mask of usable ones, their roads, and the skipped ones."""
     roads, skipped = check_files(paths, target_size, full_decode=on_error == "raise")
     if skipped and on_error == "raise":
-        listing = "\n".join(f"  {item['path']}: {item['reason']}" for item in skipped[:50])
+        listing = "\n".join(f"  {fileio.printable(item['path'])}: {item['reason']}"
+                            for item in skipped[:50])
         more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
         raise ValueError(
             f"{len(skipped)} of {len(paths)} image files cannot be read:\n{listing}{more}\n"
@@ -345,27 +360,37 @@ def _usable_files(paths, target_size, on_error):
     _warn_skipped(skipped, len(paths))
     keep = roads >= 0
     if not keep.any():
-        raise ValueError(f"none of the {len(paths)} image files can be read (first: {paths[0]})")
+        raise ValueError(f"none of the {len(paths)} image files can be read (first: "
+                         f"{fileio.printable(paths[0])}: {skipped[0]['reason']})")
     return keep, roads[keep], skipped
 
 
-def _decoded_images(paths, roads, labels, target_size, shuffle, seed):
-    """Dataset of ``(uint8 image, ok, *label)``: the file list (shuffled whole), decoded in parallel."""
+def _decoded_images(paths, roads, labels, target_size, shuffle, seed, warned, skip_errors):
+    """Dataset of ``(uint8 image, ok, row, *label)``: the file list (shuffled whole), decoded in parallel.
+
+    ``row`` is the position in ``paths``. File names go to TensorFlow as their bytes
+    (``os.fsencode``), so a name that is not valid UTF-8 opens like any other.
+    """
     used_roads, road_indices = np.unique(roads, return_inverse=True)
     road_indices = road_indices.astype(np.int32)
-    tensors = (paths, road_indices) if labels is None else (paths, road_indices, labels)
+    encoded_paths = np.array([os.fsencode(path) for path in paths], dtype=object)
+    rows = np.arange(len(paths), dtype=np.int64)
+    tensors = (encoded_paths, road_indices, rows) + (() if labels is None else (labels,))
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    decode = make_decoder(target_size, used_roads)
+    decode = make_decoder(target_size, used_roads, warned)
 
-    def load(path, road_index, *label):
+    def load(path, road_index, row, *label):
         image, ok = decode(tf.io.read_file(path), road_index, path)
-        return (image, ok) + label
+        return (image, ok, row) + label
 
-    # Mapped straight into the batch (tf.data fuses the two); unreadable files are dropped
-    # per batch afterwards, which is much cheaper than a per-image filter.
-    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_errors:
+        # A file that fails inside TensorFlow (corrupt data behind a good header, or deleted
+        # since the check) is dropped here, alone; after batch() it would take its batch.
+        dataset = dataset.ignore_errors()
+    return dataset
 
 
 def _cache_file(cache, paths, target_size, labels):
@@ -391,19 +416,22 @@ def _cached(dataset, cache, cache_file, shuffle, seed, shuffle_buffer_size, n_im
 
 
 def _batched(dataset, n_images, batch_size, target_size, augmenter, augment_params, seed, may_fail,
-             skip_errors):
-    """Batch, drop images that failed, scale to [0, 1], augment, and prefetch."""
-    dataset = dataset.batch(batch_size)
-    if skip_errors:
-        # Last line of defence (a file deleted or corrupted after the check): drop the
-        # batch with a logged warning rather than stop training in mid-epoch.
-        dataset = dataset.ignore_errors(log_warning=True)
+             skip_errors, with_rows=False):
+    """Batch, drop images that failed, scale to [0, 1], augment, and prefetch.
 
-    def finish(image, ok, *label, batch_seed=None):
+    ``with_rows``: the prediction variant, ``(images, *label, rows)`` batches, each image
+    once, no augmentation and no top-up.
+    """
+    dataset = dataset.batch(batch_size)
+
+    def finish(image, ok, row, *label, batch_seed=None):
         if may_fail:
             image = tf.boolean_mask(image, ok)
+            row = tf.boolean_mask(row, ok)
             label = tuple(tf.boolean_mask(y, ok) for y in label)
         image = tf.cast(image, tf.float32) / 255.0
+        if with_rows:
+            return (image,) + label[:1] + (row,)
         if augment_params is not None:
             image = tf.numpy_function(
                 lambda x, s: augmentations.augment_batch(x, augment_params, s), [image, batch_seed],
@@ -414,7 +442,7 @@ def _batched(dataset, n_images, batch_size, target_size, augmenter, augment_para
             image = augmenter(image, training=True)
         return image if not label else (image, label[0])
 
-    if augment_params is not None:
+    if augment_params is not None and not with_rows:
         # One seed per batch, drawn anew each epoch: the augmentation is repeatable with
         # `seed` however many batches are augmented at once.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
@@ -425,14 +453,50 @@ def _batched(dataset, n_images, batch_size, target_size, augmenter, augment_para
     else:
         dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     if may_fail:
-        dataset = dataset.filter(lambda image, *label: tf.shape(image)[0] > 0)
-    if skip_errors:
-        # Dropping a batch or an image makes the length unknown to tf.data, and Keras then
-        # warns "Your input ran out of data" at every epoch and every predict. Keep the number
-        # of batches fixed instead: should an image fail while decoding (rare: the files were
-        # checked), the pass is topped up with the first batches of the next one.
+        dataset = dataset.filter(lambda image, *rest: tf.shape(image)[0] > 0)
+    if skip_errors and not with_rows:
+        # Dropping an image makes the length unknown to tf.data, and Keras then warns "Your
+        # input ran out of data" at every epoch and every predict. Keep the number of
+        # batches fixed instead: should an image fail while decoding (rare: the files were
+        # checked), the pass is topped up with the first images of the next one.
         dataset = dataset.repeat().take(-(-n_images // batch_size))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def missing_files(dataset, rows):
+    """The files of a dataset that a pass did not deliver, each with its reason, named once.
+
+    Parameters
+    ----------
+    dataset : tf.data.Dataset
+        From :func:`dataset_from_dataframe`.
+    rows : array-like of int
+        The rows that arrived (the last part of each ``dataset.for_prediction`` batch).
+
+    Returns
+    -------
+    list of dict
+        ``{"path", "reason"}`` per file of ``dataset.file_paths`` that never arrived, in
+        row order. The reason comes from reading the file again with
+        ``helpers.images.read_image``; each file not named yet is warned about once.
+    """
+    arrived = np.zeros(len(dataset.file_paths), dtype=bool)
+    arrived[np.asarray(rows, dtype=np.int64)] = True
+    missing = []
+    for row in np.flatnonzero(~arrived):
+        path = dataset.file_paths[row]
+        try:
+            images.read_image(path, dataset.target_size)
+            reason = "TensorFlow could not decode it (Pillow can: save it again as a plain JPEG or PNG)"
+        except images.ImageError as error:
+            reason = error.reason
+        except OSError as error:
+            reason = f"cannot read ({error.strerror or error})"
+        missing.append({"path": path, "reason": reason})
+        if path not in dataset.warned:
+            dataset.warned.add(path)
+            warn(f"skipping {fileio.printable(path)}: {reason}")
+    return missing
 
 
 def dataset_from_dataframe(
@@ -504,9 +568,13 @@ def dataset_from_dataframe(
         Batches of ``(images, labels)``: images float32 in [0, 1] shaped
         ``(batch, height, width, 3)``, labels float32; only images when
         ``class_mode`` is None. Extra attributes: ``class_names``, ``vocabulary``,
-        ``file_paths`` (files kept, in row order) and ``skipped``
-        (``{"path", "reason"}`` of files left out up front). ``len(dataset)`` is the
-        number of batches, ``ceil(len(file_paths) / batch_size)``.
+        ``file_paths`` (files kept, in row order), ``skipped`` (``{"path", "reason"}``
+        of files left out up front), ``target_size``, and ``for_prediction``: the same
+        images without augmentation, each once, as ``(images, labels, rows)`` batches
+        (``(images, rows)`` without labels), ``rows`` indexing ``file_paths``; give the
+        rows that arrived to :func:`missing_files` to name the files that failed while
+        decoding. ``len(dataset)`` is the number of batches,
+        ``ceil(len(file_paths) / batch_size)``.
     """
     _check_arguments(dataframe, x_col, y_col, class_mode, batch_size, shuffle_buffer_size, cache, on_error)
     target_size = _check_target_size(target_size)
@@ -518,18 +586,23 @@ def dataset_from_dataframe(
     kept_paths = [path for path, kept in zip(paths, keep) if kept]
     kept_labels = None if labels is None else labels[keep]
 
-    dataset = _decoded_images(kept_paths, roads, kept_labels, target_size, shuffle, seed)
+    warned = {item["path"] for item in skipped}  # each file is named once
+    skip_errors = on_error == "skip"
+    decoded = _decoded_images(kept_paths, roads, kept_labels, target_size, shuffle, seed, warned,
+                              skip_errors)
     cache_file = None if isinstance(cache, bool) else _cache_file(cache, kept_paths, target_size, kept_labels)
-    dataset = _cached(dataset, cache, cache_file, shuffle, seed, shuffle_buffer_size, len(kept_paths))
-    dataset = _batched(
-        dataset, len(kept_paths), batch_size, target_size, augmenter, augment_params, seed,
-        may_fail=on_error == "skip" and bool((roads == _PILLOW).any()),
-        skip_errors=on_error == "skip",
-    )
+    decoded = _cached(decoded, cache, cache_file, shuffle, seed, shuffle_buffer_size, len(kept_paths))
+    batching = dict(n_images=len(kept_paths), batch_size=batch_size, target_size=target_size,
+                    augmenter=augmenter, augment_params=augment_params, seed=seed,
+                    may_fail=skip_errors and bool((roads == _PILLOW).any()), skip_errors=skip_errors)
+    dataset = _batched(decoded, **batching)
+    dataset.for_prediction = _batched(decoded, **batching, with_rows=True)
     dataset.class_names = None if vocabulary is None else list(vocabulary.classes)
     dataset.vocabulary = vocabulary
     dataset.file_paths = kept_paths
     dataset.skipped = skipped
+    dataset.target_size = target_size
+    dataset.warned = warned
     return dataset
 
 

@@ -12,7 +12,9 @@ mode converted to RGB, resized to the saved ``target_size`` by area averaging or
 enlargement, scaled to [0, 1]). Probabilities become labels in one way,
 ``helpers.evaluation.apply_thresholds``: the thresholds saved in ``labels.json``, or the
 argmax for a multi-class model. One bad image gives one entry with its error; it never
-stops the others.
+stops the others, and never costs another image of its batch: the datasets carry each
+image's row, so the images that failed while decoding are named, with their reason, and
+counted (found = used + skipped).
 """
 import os
 from pathlib import Path
@@ -28,9 +30,44 @@ from helpers.artefacts import (
 )
 from helpers.data import list_images
 from helpers.evaluation import DEFAULT_THRESHOLD, apply_thresholds
-from helpers.images import ImageError, read_image
+from helpers.fileio import printable
+from helpers.images import ImageError, read_header, read_image
 from helpers.labels import to_label_lists
-from helpers.pipeline import dataset_from_dataframe, quiet_upstream_warnings
+from helpers.pipeline import dataset_from_dataframe, missing_files, quiet_upstream_warnings
+
+
+def predict_rows(model, dataset):
+    """Predict each image of a ``helpers.pipeline`` dataset once, with the row it came from.
+
+    Parameters
+    ----------
+    model : keras.Model
+    dataset : tf.data.Dataset
+        From ``helpers.pipeline.dataset_from_dataframe`` (its ``for_prediction`` variant
+        is used: no augmentation, every image once).
+
+    Returns
+    -------
+    (y_true, y_prob, rows)
+        In row order; ``rows`` index ``dataset.file_paths``, and the rows missing from
+        it are the images that failed while decoding (``helpers.pipeline.missing_files``
+        names them). ``y_true`` is None for a dataset without labels.
+    """
+    truths, probabilities, rows = [], [], []
+    with quiet_upstream_warnings():
+        for batch in dataset.for_prediction:
+            *parts, batch_rows = batch
+            rows.append(np.asarray(batch_rows))
+            probabilities.append(np.asarray(model.predict_on_batch(parts[0])))
+            if len(parts) > 1:
+                truths.append(np.asarray(parts[1]))
+    n_classes = model.output_shape[-1]
+    rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    # Row order; should an image come twice, it is counted once.
+    rows, first = np.unique(rows, return_index=True)
+    y_prob = np.concatenate(probabilities)[first] if probabilities else np.zeros((0, n_classes))
+    y_true = np.concatenate(truths)[first] if truths else None
+    return y_true, y_prob, rows
 
 
 def predict_dataset(model, data):
@@ -40,14 +77,23 @@ def predict_dataset(model, data):
     ----------
     model : keras.Model
     data : tf.data.Dataset of (images, labels) or a tuple (images, labels) of arrays
+        A ``helpers.pipeline`` dataset is predicted through its ``for_prediction``
+        variant: each image once, even when the repeat that keeps its number of batches
+        fixed brought some twice.
 
     Returns
     -------
-    (y_true, y_prob): numpy arrays.
+    (y_true, y_prob): numpy arrays, one row per image that could be decoded.
     """
     if isinstance(data, (tuple, list)):
         images, labels = data[0], data[1]
         return np.asarray(labels), np.asarray(model.predict(images, verbose=0))
+    if hasattr(data, "for_prediction"):
+        y_true, y_prob, rows = predict_rows(model, data)
+        if not len(rows):
+            raise ValueError(f"none of the {len(data.file_paths)} images of the dataset "
+                             "could be decoded")
+        return y_true, y_prob
     truths, probabilities = [], []
     with quiet_upstream_warnings():
         for batch in data:
@@ -90,7 +136,9 @@ def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
     Returns
     -------
     (y_true, y_prob, file_paths, skipped): multi-hot truth and probabilities of the images
-    that could be read, their paths, and ``{"path", "reason"}`` of the others.
+    that could be read, their paths (in row order), and ``{"path", "reason"}`` of the
+    others: those left out up front and those that failed while decoding, each named
+    once. ``len(y_true) + len(skipped) == len(dataframe)``.
     """
     model, metadata = _loaded(model_dir_or_loaded)
     classes = metadata["classes"]
@@ -105,12 +153,12 @@ def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
         dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
         batch_size=batch_size, shuffle=False,
     )
-    y_true, y_prob = predict_dataset(model, dataset)
-    skipped = list(dataset.skipped)
-    if len(y_true) != len(dataset.file_paths):
-        skipped.append({"path": "(while decoding)",
-                        "reason": f"{len(dataset.file_paths) - len(y_true)} image(s) failed"})
-    return y_true, y_prob, list(dataset.file_paths), skipped
+    y_true, y_prob, rows = predict_rows(model, dataset)
+    skipped = list(dataset.skipped) + missing_files(dataset, rows)
+    if not len(rows):
+        raise ValueError(f"none of the {len(dataframe)} images could be decoded (first: "
+                         f"{printable(skipped[0]['path'])}: {skipped[0]['reason']})")
+    return y_true, y_prob, [dataset.file_paths[row] for row in rows], skipped
 
 
 def _existing_path(path):
@@ -138,8 +186,10 @@ def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
     Returns
     -------
     dict
-        ``frame`` (DataFrame: ``filename``, ``split``, ``labels`` as lists), ``y_true``
-        (multi-hot int), ``y_prob``, ``classes`` and ``metadata`` (``labels.json``).
+        ``frame`` (DataFrame: ``filename``, ``split``, ``labels`` as lists; the images
+        that could be read), ``y_true`` (multi-hot int), ``y_prob``, ``classes``,
+        ``metadata`` (``labels.json``) and ``skipped`` (``{"path", "reason"}`` of the
+        split's other images, each also warned about).
     """
     loaded = loaded or load_artefacts(model_dir)
     splits = read_splits(model_dir)
@@ -151,17 +201,14 @@ def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
     frame["filename"] = [_existing_path(path) for path in paths]
     frame["labels"] = [value.split("|") if value else [] for value in frame["labels"]]
     y_true, y_prob, read_paths, skipped = predict_dataframe(loaded, frame, batch_size)
-    for item in skipped:
-        warn(f"{item['path']}: left out of the {split} split ({item['reason']})")
     if skipped:
-        frame = frame[frame["filename"].isin(set(map(str, read_paths)))].reset_index(drop=True)
-    if len(frame) != len(y_true):
-        raise ValueError(f"{model_dir}: {len(y_true)} predictions for {len(frame)} images of "
-                         f"the {split} split; some images failed while decoding")
+        warn(f"{len(skipped)} of the {len(frame)} images of the {split} split are left out "
+             f"(each named above)")
+        frame = frame[frame["filename"].isin(set(read_paths))].reset_index(drop=True)
     metadata = loaded[1]
     return {"frame": frame, "y_true": np.asarray(y_true).round().astype(int),
             "y_prob": np.asarray(y_prob, dtype=float), "classes": list(metadata["classes"]),
-            "metadata": metadata}
+            "metadata": metadata, "skipped": skipped}
 
 
 def expand_paths(paths):
@@ -263,7 +310,7 @@ def _font(size):
         return ImageFont.load_default()
 
 
-def annotate(path, result, out_path, min_size=320, max_lines=5):
+def annotate(path, result, out_path, min_size=320, max_lines=5, max_size=2048):
     """Write a copy of an image with its predicted labels drawn on, like ``label: 54.62%``.
 
     Parameters
@@ -280,6 +327,9 @@ def annotate(path, result, out_path, min_size=320, max_lines=5):
         Small images are enlarged so their shorter side is at least this, to stay legible.
     max_lines : int
         At most this many labels are drawn (most probable first).
+    max_size : int
+        The longer side of the copy is at most this (large images are shrunk, and a thin
+        strip is not enlarged past it).
 
     Returns
     -------
@@ -290,11 +340,11 @@ def annotate(path, result, out_path, min_size=320, max_lines=5):
     if result.get("error"):
         raise ValueError(f"{path}: cannot annotate an image that failed: {result['error']}")
     probabilities = result.get("probabilities") or {}
-    image = Image.fromarray(read_image(path))
-    scale = max(1.0, min_size / min(image.size))
-    if scale > 1:
-        image = image.resize((round(image.width * scale), round(image.height * scale)),
-                             Image.Resampling.BILINEAR)
+    header = read_header(path)  # decode straight at the output size (a JPEG at a reduced scale)
+    width, height = header["width"], header["height"]
+    scale = min(max(1.0, min_size / min(width, height)), max_size / max(width, height))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    image = Image.fromarray(read_image(path, size))
     chosen = sorted(result.get("labels") or [], key=lambda name: -probabilities.get(name, 0))
     lines = [f"{name}: {probabilities[name]:.2%}" for name in chosen[:max_lines]]
     if not lines and probabilities:

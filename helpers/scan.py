@@ -3,6 +3,9 @@
 ``scan`` is cheap (label table plus image headers) and works even when the images are
 not on disk yet; ``audit`` decodes every image fully, the way training will.
 All functions take the DataFrame returned by ``helpers.data.load_dataset``.
+
+Both keep to the pixel budget of ``helpers.images`` (``MAX_PIXELS``): an image that
+could not be decoded within it is reported, with its size, from its header alone.
 """
 import os
 from collections import Counter
@@ -145,6 +148,13 @@ def cooccurrence(df):
     return _cooccurrence_from(combinations, _label_counts_from(combinations).index)
 
 
+def _is_folder(entry):
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link that loops: there, but not a folder (its read fails later)
+        return False
+
+
 def find_missing(filenames):
     """Return the file names that do not exist on disk.
 
@@ -168,8 +178,8 @@ def find_missing(filenames):
         if folder not in contents:
             try:
                 with os.scandir(folder or ".") as entries:
-                    contents[folder] = {entry.name for entry in entries if not entry.is_dir()}
-            except OSError:
+                    contents[folder] = {entry.name for entry in entries if not _is_folder(entry)}
+            except (OSError, ValueError):  # unreadable folder, or a NUL byte in the name
                 contents[folder] = set()
         if name not in contents[folder]:
             missing.append(filename)
@@ -336,6 +346,8 @@ def audit(df, progress=True):
         JSON-able: ``files`` (one ``{"path", "ok", "error", "width", "height", "mode"}``
         per row, ``path`` as in ``df.filename``, width/height as displayed, ``mode`` of
         the file), ``n_images``, ``n_ok``, ``n_bad`` and ``skipped`` (from the loader).
+        A JPEG larger than the pixel budget is decoded at a reduced scale, as training
+        would; any other image larger than it is bad (``error`` says its size).
     """
     _check_frame(df, ("filename",))
     files = []
@@ -346,8 +358,8 @@ def audit(df, progress=True):
         try:
             header = read_header(filename)
             record["mode"] = header["mode"]
-            height, width = read_image(filename).shape[:2]
-            record.update(ok=True, width=int(width), height=int(height))
+            read_image(filename)
+            record.update(ok=True, width=header["width"], height=header["height"])
         except ImageError as error:
             record["error"] = error.reason
         files.append(record)

@@ -15,15 +15,17 @@ import numpy as np
 
 from helpers import artefacts, evaluation, warn
 from helpers import models as model_builders
+from helpers.fileio import printable
 from helpers.augment import DEFAULT_AUGMENT
 from helpers.data import load_dataset
 from helpers.labels import TASKS, LabelVocabulary, infer_task
 from helpers.pipeline import (
     check_files,
     dataset_from_dataframe,
+    missing_files,
     quiet_upstream_warnings,
 )
-from helpers.predict import predict_dataframe, predict_dataset
+from helpers.predict import predict_dataframe, predict_rows
 from helpers.splits import split_dataframe
 from helpers.training import EpochLogger, compile_model, make_callbacks, restore_best
 
@@ -191,7 +193,7 @@ def load_usable(source, layout="auto", target_size=(64, 64), log=print, **load_o
     roads, unreadable = check_files(dataframe["filename"].astype(str).tolist(), target_size,
                                     full_decode=True)
     for item in unreadable:
-        warn(f"skipped {item['path']}: {item['reason']}")
+        warn(f"skipped {printable(item['path'])}: {item['reason']}")
     dataframe = dataframe[roads >= 0].reset_index(drop=True)
     skipped = loader_skipped + unreadable
     counts = {
@@ -319,7 +321,8 @@ def final_metrics(network, history, monitor, frames, dataset_options, task):
     Returns
     -------
     dict: ``monitor``, ``epochs_run``, ``best_epoch``, ``best_<monitor>``, and per frame
-    name its threshold metrics and ``n_images``.
+    name its threshold metrics, ``n_images`` (predicted) and ``skipped`` (``{"path",
+    "reason"}`` of its images that could not be decoded, each warned about once).
     """
     mode = "min" if monitor.endswith("loss") else "max"
     metrics = {"monitor": monitor, "epochs_run": int(len(history))}
@@ -330,9 +333,10 @@ def final_metrics(network, history, monitor, frames, dataset_options, task):
     for name, frame in frames.items():
         if len(frame):
             dataset = dataset_from_dataframe(frame, shuffle=False, **dataset_options)
-            y_true, y_prob = predict_dataset(network, dataset)
-            metrics[name] = dict(evaluation.threshold_metrics(y_true, y_prob, task),
-                                 n_images=int(len(y_true)))
+            y_true, y_prob, rows = predict_rows(network, dataset)
+            skipped = list(dataset.skipped) + missing_files(dataset, rows)
+            values = evaluation.threshold_metrics(y_true, y_prob, task) if len(rows) else {}
+            metrics[name] = dict(values, n_images=int(len(rows)), skipped=skipped)
     return metrics
 
 
@@ -367,8 +371,9 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
 
     Returns
     -------
-    dict: ``helpers.evaluation.evaluation_report`` plus ``n_images``, ``split``,
-    ``skipped`` and ``task``.
+    dict: ``helpers.evaluation.evaluation_report`` plus ``n_images`` (evaluated), ``split``,
+    ``skipped`` (``{"path", "reason"}`` of the split's images that could not be used, each
+    warned about once), ``counts`` (``found`` = ``used`` + ``skipped``) and ``task``.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -386,5 +391,7 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
     rows = dataframe if split == "all" else rows_of_split(dataframe, model_dir, split)
     y_true, y_prob, _, skipped = predict_dataframe((model, metadata), rows, batch_size)
     report = evaluation.evaluation_report(y_true, y_prob, classes, thresholds, task)
-    report.update({"n_images": int(len(y_true)), "split": split, "skipped": skipped, "task": task})
+    counts = {"found": int(len(rows)), "used": int(len(y_true)), "skipped": len(skipped)}
+    report.update({"n_images": int(len(y_true)), "split": split, "skipped": skipped,
+                   "counts": counts, "task": task})
     return report

@@ -81,7 +81,7 @@ def test_labels_json_is_validated_on_load(saved_model_dir, change, message):
         (lambda d: (d / "labels.json").write_text("{not json"), "not valid JSON"),
         (lambda d: (d / "labels.json").write_text("[1, 2]"), "must be a JSON object"),
         (lambda d: (d / "model.keras").unlink(), "model.keras: file not found"),
-        (lambda d: (d / "model.keras").write_bytes(b"PK\x03\x04 nonsense"), "cannot load the model"),
+        (lambda d: (d / "model.keras").write_bytes(b"PK\x03\x04 nonsense"), "model.keras: not a Keras model file"),
     ],
 )
 def test_damaged_model_folders_raise_clear_errors(saved_model_dir, damage, message):

@@ -62,7 +62,8 @@ def test_load_folders(class_folders):
     by_name = dict(zip(df.filename.map(os.path.basename), df.labels))
     assert by_name == {"UPPER.JPG": ["cats"], "c1.jpg": ["cats"], "c3.png": ["cats"],
                        "d1.jpeg": ["dogs"]}
-    assert df.attrs == {"layout": "folders", "directory": str(class_folders), "skipped": []}
+    assert df.attrs == {"layout": "folders", "directory": str(class_folders), "skipped": [],
+                        "merged_labels": {}, "left_out": []}
     assert all(os.path.isfile(path) for path in df.filename)
 
 

@@ -51,7 +51,8 @@ def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (None, "labels file not found"),
     (b"{broken", "not valid JSON"),
-    (b"\xff\xfe{\x00}\x00", "not UTF-8"),
+    (b'{"a": "caf\xe9"}', r"not UTF-8 text \(line 1: byte 0xe9"),
+    (b"[" * 5000 + b"]" * 5000, "nests 5000 levels deep"),
 ])
 def test_read_json_names_the_file_and_the_problem(tmp_path, content, message):
     path = tmp_path / "labels.json"
@@ -60,3 +61,39 @@ def test_read_json_names_the_file_and_the_problem(tmp_path, content, message):
     with pytest.raises(ValueError, match=message) as error:
         fileio.read_json(path, what="labels file")
     assert str(path) in str(error.value)
+
+
+def test_read_json_reads_utf16_and_utf8_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "labels.json"
+    for encoding in ("utf-16", "utf-8-sig", "utf-32"):
+        path.write_bytes('{"classes": ["caf\u00e9"]}'.encode(encoding))
+        assert fileio.read_json(path) == {"classes": ["caf\u00e9"]}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "found a folder"),
+    (lambda p: os.symlink(p.parent / "gone", p), r"not found \(broken symbolic link\)"),
+    (lambda p: os.symlink(p.name, p), "Too many levels of symbolic links"),
+    (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: p.write_bytes(b" " * 2000), "too large"),
+])
+def test_read_bytes_refuses_what_is_not_a_small_regular_file(tmp_path, make, message):
+    path = tmp_path / "x.json"
+    make(path)
+    with pytest.raises(fileio.ReadError, match=message) as error:
+        fileio.read_bytes(path, max_bytes=1000)
+    assert str(error.value).startswith(str(path))
+
+
+def test_printable_shows_bytes_that_are_not_utf8():
+    name = os.fsdecode(b"caf\xe9.jpg")
+    assert fileio.printable(name) == "caf\\xe9.jpg"
+    assert fileio.printable(b"caf\xe9.jpg") == "caf\\xe9.jpg"
+    assert fileio.printable(Path("caf\u00e9.jpg")) == "caf\u00e9.jpg"
+
+
+def test_check_text_names_the_line_across_chunks():
+    data = b"a,b\n" * 10 + b"x\xe9,1\n"
+    with pytest.raises(fileio.ReadError, match=r"line 11: byte 0xe9"):
+        fileio.check_text(data, "t.csv", "utf-8", what="CSV file", chunk_bytes=7)
+    fileio.check_text(("a\u00e9b\n" * 50).encode(), "t.csv", "utf-8", chunk_bytes=5)

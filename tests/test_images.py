@@ -177,3 +177,39 @@ def test_a_cut_download_is_not_complete(odd_images_dir):
     assert is_complete(whole, "JPEG") and is_complete(odd_images_dir / "UPPER.JPG", "JPEG")
     assert not is_complete(whole[: len(whole) // 2], "JPEG")
     assert not is_complete(odd_images_dir / "truncated.jpg", "JPEG")
+
+
+def test_the_pixel_budget_fires_before_pillows_own_check(tmp_path):
+    import warnings
+
+    from _hostile import png_bomb
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_bomb(10000, 10000))  # 100 MP: above Pillow's warning threshold too
+    limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning would raise here
+        for read in (read_header, read_image, lambda p: read_image(p, (16, 16))):
+            with pytest.raises(ImageError, match=r"too many pixels: 10000×10000 \(100 megapixels, limit 30"):
+                read(path)
+    assert Image.MAX_IMAGE_PIXELS == limit
+    assert read_header(path, max_pixels=200_000_000)["width"] == 10000
+
+
+@pytest.mark.parametrize("size, target, expected", [
+    ((8000, 6000), None, 2), ((8000, 6000), (64, 64), 8), ((800, 600), None, 1),
+    ((40000, 30000), (4000, 4000), 8),
+])
+def test_jpeg_decode_scale_keeps_to_the_budget(size, target, expected):
+    from helpers.images import decode_scale
+
+    assert decode_scale(size, "JPEG", target, max_pixels=30_000_000) == expected
+
+
+def test_a_large_png_is_refused_but_a_large_jpeg_is_scaled():
+    from helpers.images import decode_scale
+
+    with pytest.raises(ValueError, match="too many pixels: 8000×6000"):
+        decode_scale((8000, 6000), "PNG", max_pixels=30_000_000)
+    with pytest.raises(ValueError, match="even at 1/8 scale"):
+        decode_scale((80000, 60000), "JPEG", max_pixels=30_000_000)

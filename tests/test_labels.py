@@ -106,7 +106,7 @@ def test_load_validates(tmp_path, content, message):
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="nope.json: label file not found"):
         LabelVocabulary.load(tmp_path / "nope.json")
 
 
