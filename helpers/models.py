@@ -384,7 +384,7 @@ def build_head(
     feature_shape, n_classes, final_activation="sigmoid", dropout=0.0, output_bias=None,
     name="head",
 ):
-    """Build the classification head that sits on pooled features (SOURCES A: one Dense layer).
+    """Build the classification head that sits on pooled features (as in the VOC2012 tutorial: one Dense layer).
 
     Parameters
     ----------
@@ -488,7 +488,7 @@ def build_vgg16(
     input_shape=(64, 64, 3), n_classes=20, weights=None, frozen_layers=15,
     final_activation="sigmoid", output_bias=None,
 ):
-    """Build VGG16 with the SOURCES C top: Flatten → Dense 256 (he_normal) → BN → Dropout .5.
+    """Build VGG16 with the large-scale VGG16 write-up's top: Flatten → Dense 256 (he_normal) → BN → Dropout .5.
 
     Parameters
     ----------
@@ -502,7 +502,8 @@ def build_vgg16(
         Freeze the first ``frozen_layers`` layers of VGG16 (15 = blocks 1-4, the input
         counted as in the original; block 5 trains).
     final_activation : str
-        ``"sigmoid"`` for multi-label (SOURCES E), ``"softmax"`` for multi-class (SOURCES C).
+        ``"sigmoid"`` for multi-label (as in the chest X-ray write-up), ``"softmax"`` for
+        multi-class (as in the large-scale VGG16 write-up).
     output_bias : float or array-like, optional
         Initial output bias.
 
