@@ -9,7 +9,11 @@ The output layer is the only thing that changes with the task:
 - multi-label: ``final_activation="sigmoid"`` (each label is its own yes/no question),
 - multi-class: ``final_activation="softmax"`` (exactly one label per image).
 """
+import contextlib
+import hashlib
 import os
+import socket
+import urllib.error
 from pathlib import Path
 
 import keras
@@ -20,17 +24,31 @@ from helpers import warn
 
 FINAL_ACTIVATIONS = ("sigmoid", "softmax", "linear", None)
 
-# File names Keras uses in its cache (``~/.keras/models`` or ``$KERAS_HOME/models``).
-IMAGENET_WEIGHT_FILES = {
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+# Keras' own file names, addresses and published hashes of the ImageNet weights without the
+# classifier top (``keras/src/applications/resnet.py`` and ``vgg16.py``). ``origin`` may be
+# pointed at a mirror; the hash still has to match.
+IMAGENET_WEIGHTS = {
+    "resnet50": {
+        "file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "origin": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "file_hash": "4d473c1dd8becc155b73f8504c6f6626",
+    },
+    "vgg16": {
+        "file": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "origin": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "file_hash": "6d6bbae143d832006294945121d1f1fc",
+    },
 }
-IMAGENET_WEIGHT_URLS = {
-    "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-    + IMAGENET_WEIGHT_FILES["resnet50"],
-    "vgg16": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    + IMAGENET_WEIGHT_FILES["vgg16"],
-}
+# The names and addresses alone, as version 0.2 had them.
+IMAGENET_WEIGHT_FILES = {name: spec["file"] for name, spec in IMAGENET_WEIGHTS.items()}
+IMAGENET_WEIGHT_URLS = {name: spec["origin"] for name, spec in IMAGENET_WEIGHTS.items()}
+# Set to 1 (or pass ``download=False``, or ``helpers train --offline``) and nothing is ever
+# downloaded: ``weights="imagenet"`` then uses the Keras cache or starts from random weights.
+OFFLINE_ENVIRONMENT = "HELPERS_OFFLINE"
+# Seconds a download may wait for the server (to connect, or for the next block of data).
+DOWNLOAD_TIMEOUT = 30
 # Channel means of ImageNet in B, G, R order, as used by Caffe-trained ResNet50 and VGG16.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 # Keras' default momentum (0.99) needs several hundred steps before BatchNormalization's
@@ -163,6 +181,24 @@ class ImageNetPreprocessing(layers.Layer):
         return input_shape
 
 
+def downloads_allowed(download=None):
+    """Whether ``weights="imagenet"`` may download: ``download`` if given, else not when
+    the environment variable ``HELPERS_OFFLINE`` is set to 1 (true, yes), else yes."""
+    if download is not None:
+        return bool(download)
+    value = os.environ.get(OFFLINE_ENVIRONMENT, "").strip().lower()
+    return value in ("", "0", "false", "no")
+
+
+def keras_cache_dir():
+    """The Keras cache folder, as ``keras.utils.get_file`` picks it: ``$KERAS_HOME``, else
+    ``~/.keras``, else ``/tmp/.keras`` when the home folder is not writable."""
+    if os.environ.get("KERAS_HOME"):
+        return Path(os.environ["KERAS_HOME"]).expanduser()
+    home = Path.home()
+    return (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+
+
 def imagenet_cache_paths(architecture):
     """List the places where Keras keeps downloaded ImageNet weights for ``architecture``.
 
@@ -175,12 +211,8 @@ def imagenet_cache_paths(architecture):
     -------
     list of Path, most specific first (``$KERAS_HOME``, ``~/.keras``, ``/tmp/.keras``).
     """
-    file_name = IMAGENET_WEIGHT_FILES[architecture]
-    homes = []
-    if os.environ.get("KERAS_HOME"):
-        homes.append(Path(os.environ["KERAS_HOME"]))
-    homes.append(Path.home() / ".keras")
-    homes.append(Path("/tmp/.keras"))
+    file_name = IMAGENET_WEIGHTS[architecture]["file"]
+    homes = [keras_cache_dir(), Path.home() / ".keras", Path("/tmp/.keras")]
     paths = []
     for home in homes:
         path = home.expanduser() / "models" / file_name
@@ -189,17 +221,45 @@ def imagenet_cache_paths(architecture):
     return paths
 
 
-def resolve_weights(weights, architecture):
-    """Turn a ``weights`` argument into a local file or ``None``, never downloading.
+def file_matches_hash(path, file_hash):
+    """Whether the file's MD5 (32 hex digits) or SHA-256 (64) is ``file_hash``, as Keras checks."""
+    digest = hashlib.sha256() if len(file_hash) == 64 else hashlib.md5()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == file_hash
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds):
+    # keras.utils.get_file has no timeout of its own: without one a silent server hangs it.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def resolve_weights(weights, architecture, download=None):
+    """Turn a ``weights`` argument into a local file or ``None`` (random start).
+
+    ``"imagenet"`` follows Keras: the file in the Keras cache if it is there (and its hash
+    is Keras' published one), otherwise ``keras.utils.get_file`` downloads it into the
+    cache (``~/.keras/models/``) and checks the hash. One line says which it did. When
+    downloads are off, the network is down or the file is wrong, one warning says so and
+    the model starts from random weights.
 
     Parameters
     ----------
     weights : None, str or Path
-        ``None`` (random start), ``"imagenet"`` (use the file only if it is already in the
-        Keras cache) or the path to a ``.h5`` / ``.weights.h5`` file for the base without
-        its top.
+        ``None`` (random start), ``"imagenet"`` or the path to a ``.h5`` /
+        ``.weights.h5`` file for the base without its top.
     architecture : str
         ``"resnet50"`` or ``"vgg16"``.
+    download : bool, optional
+        Allow a download; by default yes, unless ``HELPERS_OFFLINE=1``
+        (see ``downloads_allowed``).
 
     Returns
     -------
@@ -208,16 +268,7 @@ def resolve_weights(weights, architecture):
     if weights is None:
         return None, "none (random initialisation)"
     if str(weights) == "imagenet":
-        for path in imagenet_cache_paths(architecture):
-            if path.is_file():
-                return str(path), f"imagenet ({path})"
-        expected = imagenet_cache_paths(architecture)[0]
-        warn(
-            f"ImageNet weights for {architecture} are not in the Keras cache, so the model "
-            f"starts from random weights (nothing is downloaded). To use them, download "
-            f"{IMAGENET_WEIGHT_URLS[architecture]} on a machine with internet access and "
-            f"copy it to {expected} (or pass weights=<path to the file>).")
-        return None, "none (imagenet requested but not cached)"
+        return _imagenet_weights(architecture, download)
     path = Path(weights)
     if not path.is_file():
         raise ValueError(
@@ -227,6 +278,53 @@ def resolve_weights(weights, architecture):
     if not path.name.endswith(".h5"):
         raise ValueError(f"weights file must end in .h5 or .weights.h5, got {path.name}")
     return str(path), f"file ({path})"
+
+
+def _imagenet_weights(architecture, download):
+    spec = IMAGENET_WEIGHTS[architecture]
+    damaged = []
+    for path in imagenet_cache_paths(architecture):
+        if path.is_file():
+            if file_matches_hash(path, spec["file_hash"]):
+                print(f"ImageNet weights for {architecture}: {path} (Keras cache)")
+                return str(path), f"imagenet ({path})"
+            damaged.append(path)
+    found = (f"{damaged[0]} is damaged (not Keras' hash {spec['file_hash']})" if damaged
+             else "not in the Keras cache")
+    by_hand = (f"the model starts from random weights; put {spec['file']} in "
+               f"{keras_cache_dir() / 'models'} or pass weights=PATH")
+    if not downloads_allowed(download):
+        warn(f"ImageNet weights for {architecture}: {found}, and downloads are off "
+             f"({OFFLINE_ENVIRONMENT}=1 or --offline); {by_hand} (from {spec['origin']})")
+        return None, "none (imagenet requested, downloads off)"
+    cache_dir = keras_cache_dir()
+    target = cache_dir / "models" / spec["file"]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _socket_timeout(DOWNLOAD_TIMEOUT):
+            path = keras.utils.get_file(
+                spec["file"], spec["origin"], cache_subdir="models",
+                file_hash=spec["file_hash"], cache_dir=str(cache_dir),
+            )
+    except Exception as error:  # no network, server down or silent, HTTP error, wrong hash
+        if target.is_file() and not file_matches_hash(target, spec["file_hash"]):
+            target.unlink()  # get_file leaves a file that failed its hash check in the cache
+        warn(f"ImageNet weights for {architecture}: {found}, and the download from "
+             f"{spec['origin']} failed ({_download_error(error)}); {by_hand}")
+        return None, "none (imagenet requested, download failed)"
+    print(f"ImageNet weights for {architecture}: downloaded {spec['origin']} to {path} "
+          f"(Keras cache, hash checked)")
+    return str(path), f"imagenet ({path})"
+
+
+def _download_error(error):
+    """The reason inside ``get_file``'s "URL fetch failure on ...: None -- reason"."""
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, urllib.error.HTTPError):
+        return f"HTTP {cause.code} {cause.reason}"
+    if isinstance(cause, urllib.error.URLError):
+        return " ".join(str(cause.reason).split())
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _freeze(base, trainable_layers=0):
@@ -296,13 +394,20 @@ def _applications_base(architecture, input_shape, weights_path, pooling):
         "resnet50": keras.applications.ResNet50,
         "vgg16": keras.applications.VGG16,
     }[architecture]
-    # weights=None, then load_weights: Keras never gets the chance to download anything.
+    # weights=None, then load_weights: resolve_weights has found or downloaded the file and
+    # said which; Keras would download without a word and fail with a traceback offline.
     base = application(
         include_top=False, weights=None, input_shape=input_shape, pooling=pooling
     )
     base.name = architecture
     if weights_path is not None:
-        base.load_weights(weights_path)
+        try:
+            base.load_weights(weights_path)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"weights file {weights_path}: cannot load it into {architecture} without "
+                f"its top ({' '.join(str(error).split())[:300]})"
+            ) from error
     return base
 
 
@@ -323,7 +428,8 @@ def build_feature_extractor(
     input_shape : tuple
         (height, width, 3), each side at least 32.
     weights : None, "imagenet" or path
-        See ``resolve_weights``; ``"imagenet"`` is used only when already cached.
+        See ``resolve_weights``: ``"imagenet"`` comes from the Keras cache, or is downloaded
+        into it.
     pooling : str or None
         Passed to ``keras.applications``.
 
@@ -449,9 +555,9 @@ def build_resnet50(
     """Build ResNet50 (average pooling) with a Dense head; the base is frozen by default.
 
     The model expects [0, 1] RGB images like every other model here; the Caffe-style
-    ImageNet preprocessing is its first layer. Nothing is downloaded: ``"imagenet"`` is
-    used only if the weights file is already cached, otherwise it falls back to random
-    weights with a warning that says where to put the file.
+    ImageNet preprocessing is its first layer. ``weights="imagenet"`` takes the file from
+    the Keras cache or downloads it there, as Keras does; offline (or with downloads off,
+    ``HELPERS_OFFLINE=1``) it falls back to random weights with a warning that says so.
 
     Parameters
     ----------

@@ -1,6 +1,8 @@
-"""Tests for helpers.models: shapes, activations, freezing, offline weights, feature caching."""
-import os
+"""Tests for helpers.models: shapes, activations, freezing, offline weights, feature caching,
+fine-tuning on cached activations."""
+import hashlib
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,19 +23,23 @@ def _output_layer(model):
     return next(layer for layer in _layers(model) if layer.name == "predictions")
 
 
+REAL_CACHE_PATHS = models.imagenet_cache_paths
+
+
 @pytest.fixture(autouse=True)
 def no_download(monkeypatch, tmp_path):
-    """Fail loudly if anything tries to fetch a file; point the Keras cache at an empty folder."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"tried to download {args} {kwargs}")
-
-    monkeypatch.setattr(keras.utils, "get_file", refuse)
-    monkeypatch.setattr("keras.src.utils.file_utils.get_file", refuse)
+    """Point the Keras cache at empty folders, and fail a test in which anything calls
+    ``get_file`` (downloads are off in every test: see ``conftest.no_network``)."""
+    calls = []
+    monkeypatch.setattr(keras.utils, "get_file", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file",
+                        lambda *args, **kwargs: calls.append(args))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setattr(models, "imagenet_cache_paths",
                         _cache_paths_under(tmp_path), raising=True)
+    yield
+    assert not calls, f"tried to download {calls}"
 
 
 def _cache_paths_under(tmp_path):
@@ -145,23 +151,28 @@ def test_vgg16_freezes_its_first_15_layers_and_has_the_source_head():
 
 
 @pytest.mark.parametrize("architecture", ["resnet50", "vgg16"])
-def test_imagenet_without_cached_file_warns_and_never_downloads(architecture):
-    with pytest.warns(UserWarning, match="not in the Keras cache.*nothing is downloaded") as caught:
+def test_imagenet_without_cached_file_and_downloads_off_warns_and_starts_at_random(architecture):
+    with pytest.warns(UserWarning, match="not in the Keras cache, and downloads are off") as caught:
         model = models.build_model(architecture, (32, 32, 3), 3, weights="imagenet")
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller's line
     message = str(caught[0].message)
     assert models.IMAGENET_WEIGHT_FILES[architecture] in message
-    assert "storage.googleapis.com" in message  # says where to get the file
-    assert model.weights_source.startswith("none")
+    assert "storage.googleapis.com" in message  # says where to get the file by hand
+    assert "random weights" in message
+    assert model.weights_source == "none (imagenet requested, downloads off)"
 
 
-def test_imagenet_uses_a_cached_file(tmp_path):
+def test_imagenet_uses_a_cached_file_with_the_published_hash(monkeypatch, capsys):
     cached = models.imagenet_cache_paths("resnet50")[1]
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"placeholder")
+    spec = dict(models.IMAGENET_WEIGHTS["resnet50"], file_hash=hashlib.md5(b"placeholder").hexdigest())
+    monkeypatch.setitem(models.IMAGENET_WEIGHTS, "resnet50", spec)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         path, source = models.resolve_weights("imagenet", "resnet50")
-    assert path == str(cached) and source.startswith("imagenet")
+    assert path == str(cached) and source == f"imagenet ({cached})"
+    assert capsys.readouterr().out == f"ImageNet weights for resnet50: {cached} (Keras cache)\n"
 
 
 def test_resnet50_loads_a_local_weights_file(tmp_path):
