@@ -346,9 +346,11 @@ def _freeze(base, trainable_layers=0):
 def unfreeze_top(model, trainable_layers, base_name=None):
     """Unfreeze the top ``trainable_layers`` layers of the pretrained base inside ``model``.
 
-    BatchNormalization layers stay frozen and the base runs in inference mode (it was
-    called with ``training=False``), so fine-tuning does not disturb their statistics.
-    Recompile the model afterwards (with a small learning rate).
+    BatchNormalization layers stay frozen, so fine-tuning does not disturb their statistics:
+    in Keras 3 a BatchNormalization layer with ``trainable=False`` runs in inference mode
+    whatever ``training`` is (the ``training=False`` of a nested call does not hold in a
+    functional model, ``fit`` passes ``training=True`` to every layer). Recompile the model
+    afterwards (with a small learning rate).
 
     Parameters
     ----------
@@ -369,10 +371,12 @@ def unfreeze_top(model, trainable_layers, base_name=None):
 
 
 def _find_base(model, base_name=None):
-    names = [base_name] if base_name else list(IMAGENET_WEIGHT_FILES)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            if layer.name in names:
+            # A base is named by the caller, or is an ImageNet architecture, or sits in the
+            # extractor named after it ("smallvggnet" in "smallvggnet_features").
+            if layer.name == base_name or (base_name is None and (
+                    layer.name in IMAGENET_WEIGHTS or model.name == f"{layer.name}_features")):
                 return layer
             try:
                 return _find_base(layer, base_name)
@@ -380,8 +384,137 @@ def _find_base(model, base_name=None):
                 pass
     raise ValueError(
         f"model {model.name!r} holds no pretrained base named "
-        f"{base_name or ' or '.join(names)}"
+        f"{base_name or ' or '.join(IMAGENET_WEIGHTS)} (nor an '<name>_features' extractor)"
     )
+
+
+def _body(base):
+    return [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def split_for_fine_tuning(model, trainable_layers, base_name=None):
+    """Unfreeze the top of the base inside ``model`` and cut the model below it.
+
+    Below the first unfrozen layer nothing trains, and (without augmentation) its output for
+    an image never changes, so it can be computed once with ``extract_features(bottom, ...)``
+    and ``top`` trained on it: the same training steps as fitting ``model`` on the images,
+    at the cost of the unfrozen layers alone. Both parts share their layers with ``model``,
+    so training ``top`` fine-tunes ``model`` itself.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From ``attach_head``, ``build_resnet50`` or ``build_vgg16``.
+    trainable_layers : int
+        How many top layers of the base to train, as in ``unfreeze_top`` (at least 1, fewer
+        than the base has). The cut must fall between two blocks: in ResNet50 after a
+        block's ``_out`` layer (33 = stage ``conv5`` and the pooling), in VGG16 after a
+        pooling layer (4 = block 5).
+    base_name : str, optional
+        Name of the nested base model; found automatically when omitted.
+
+    Returns
+    -------
+    (bottom, top): ``bottom`` maps images to the activations below the cut (frozen, with
+    the model's preprocessing); ``top`` maps them to probabilities (the unfrozen layers and
+    the head). Compile and fit ``top``; ``model`` then holds the fine-tuned weights.
+    """
+    base = _find_base(model, base_name)
+    body = _body(base)
+    if not 1 <= trainable_layers < len(body):
+        raise ValueError(
+            f"trainable_layers must be between 1 and {len(body) - 1} for {base.name}, "
+            f"got {trainable_layers}"
+        )
+    _freeze(base, trainable_layers)
+    cut = body[len(body) - trainable_layers - 1]
+    try:
+        base_top = keras.Model(cut.output, base.output, name=f"{base.name}_top")
+    except ValueError as error:
+        boundaries = [len(body) - 1 - index for index, layer in enumerate(body[:-1])
+                      if layer.name.endswith(("_out", "pool"))]
+        raise ValueError(
+            f"trainable_layers={trainable_layers} cuts {base.name} inside a block (below "
+            f"{cut.name!r}, whose output is not all the layers above it need); choose one of "
+            f"{sorted(boundaries)[:12]}"
+        ) from error
+    base_bottom = keras.Model(base.input, cut.output, name=f"{base.name}_bottom")
+    # model = image → extractor (preprocessing → base → ...) → head; the base may also sit
+    # directly in model.
+    extractor = next(layer for layer in model.layers if layer is base or (
+        isinstance(layer, keras.Model) and any(inner is base for inner in _all_layers(layer))))
+    after_extractor = model.layers[model.layers.index(extractor) + 1:]
+    inner = [extractor] if extractor is base else _body(extractor)
+    position = next(index for index, layer in enumerate(inner) if layer is base)
+
+    images = keras.Input(shape=model.input_shape[1:], name="image")
+    x = images
+    for layer in inner[:position]:
+        x = layer(x)
+    bottom = keras.Model(images, base_bottom(x), name=f"{model.name}_bottom")
+
+    activations = keras.Input(shape=cut.output.shape[1:], name="activations")
+    y = base_top(activations)
+    for layer in inner[position + 1:] + after_extractor:
+        y = layer(y)
+    top = keras.Model(activations, y, name=f"{model.name}_top")
+    return bottom, top
+
+
+def convolutional_base(model, input_shape=None, pooling="avg", name=None):
+    """Turn a trained CNN such as SmallVGGNet into a frozen feature extractor.
+
+    Copies the layers before the first ``Flatten`` (or ``Dense``) with their weights, except
+    ``Dropout`` (a no-op on features, and in Keras 3 a nested ``training=False`` does not
+    keep it off while fine-tuning), adds global pooling, and wraps them like
+    ``build_feature_extractor`` does ResNet50, so ``extract_features``, ``attach_head``,
+    ``unfreeze_top`` and ``split_for_fine_tuning`` work on the result; fine-tuning it
+    leaves ``model`` as it was. Pass a fresh ``build_smallvggnet(...)`` for the same
+    architecture with random weights.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A Sequential or plain functional CNN taking images.
+    input_shape : tuple, optional
+        (height, width, channels) to apply the layers to; default the model's own. The
+        convolutions do not depend on it, the pooled features do not change length.
+    pooling : {"avg", "max"}
+        Global pooling of the last feature map.
+    name : str, optional
+        Name of the base; default ``model.name``. The extractor is ``f"{name}_features"``.
+
+    Returns
+    -------
+    keras.Model named ``f"{name}_features"``, frozen, with ``weights_source`` set to
+    ``f"model {model.name}"``.
+    """
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+    name = name or model.name
+    input_shape = tuple(input_shape or model.input_shape[1:])
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.InputLayer, layers.Dropout)):
+            continue
+        if isinstance(layer, (layers.Flatten, layers.Dense, layers.GlobalAveragePooling2D,
+                              layers.GlobalMaxPooling2D)):
+            break
+        # A copy: the original's layers already belong to its own graph.
+        copy = layer.__class__.from_config(layer.get_config())
+        x = copy(x)
+        copy.set_weights(layer.get_weights())
+    if x is inputs:
+        raise ValueError(f"model {model.name!r} has no layers before its first Flatten or Dense")
+    pool = layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D
+    x = pool(name=f"{pooling}_pool")(x)
+    base = keras.Model(inputs, x, name=name)
+    base.trainable = False
+    images = keras.Input(shape=input_shape, name="image")
+    extractor = keras.Model(images, base(images, training=False), name=f"{name}_features")
+    extractor.weights_source = f"model {model.name}"
+    return extractor
 
 
 def _applications_base(architecture, input_shape, weights_path, pooling):
@@ -464,7 +597,7 @@ def extract_features(extractor, dataset, verbose=0):
         Yields ``(images, labels)`` batches; build it with ``shuffle=False`` and no
         augmentation so features and labels stay aligned and repeatable.
     verbose : int
-        Passed to ``predict_on_batch`` progress (0 = silent).
+        1 prints a running count of the images done (0 = silent).
 
     Returns
     -------
