@@ -6,6 +6,7 @@ error and downloads switched off, for ``models.resolve_weights``, the builders a
 any test that tries).
 """
 import contextlib
+import functools
 import hashlib
 import http.server
 import os
@@ -31,7 +32,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def serving(folder):
     """Serve ``folder`` on 127.0.0.1 at a free port; yield the base URL; shut down after."""
-    handler = lambda *args, **kwargs: QuietHandler(*args, directory=str(folder), **kwargs)  # noqa: E731
+    handler = functools.partial(QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
