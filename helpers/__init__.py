@@ -56,7 +56,8 @@ def warn(message, category=UserWarning):
     message : str
     category : type, default UserWarning
     """
-    frame, level = sys._getframe(1), 1
+    # stacklevel 1 is this function, 2 its caller (the frame below), and so on.
+    frame, level = sys._getframe(1), 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

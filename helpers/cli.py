@@ -147,26 +147,36 @@ def command_audit(args):
 
 
 def command_train(args):
+    from helpers.models import OFFLINE_ENVIRONMENT
     from helpers.workflows import train_from_source
 
-    train_from_source(
-        args.source,
-        args.out,
-        model=args.model,
-        epochs=args.epochs,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        loss=args.loss,
-        task=args.task,
-        group_column=args.group_column,
-        learning_rate=args.learning_rate,
-        patience=args.patience,
-        augment=not args.no_augment,
-        weights=args.weights,
-        trainable_layers=args.trainable_layers,
-        **dataset_options(args),
-    )
+    previous = os.environ.get(OFFLINE_ENVIRONMENT)
+    if args.offline:
+        os.environ[OFFLINE_ENVIRONMENT] = "1"  # for this run only, restored below
+    try:
+        train_from_source(
+            args.source,
+            args.out,
+            model=args.model,
+            epochs=args.epochs,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            loss=args.loss,
+            task=args.task,
+            group_column=args.group_column,
+            learning_rate=args.learning_rate,
+            patience=args.patience,
+            augment=not args.no_augment,
+            weights=args.weights,
+            trainable_layers=args.trainable_layers,
+            **dataset_options(args),
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(OFFLINE_ENVIRONMENT, None)
+        else:
+            os.environ[OFFLINE_ENVIRONMENT] = previous
     return 0
 
 
@@ -312,7 +322,14 @@ def build_parser():
     train.add_argument(
         "--weights",
         default=None,
-        help="resnet50/vgg16: 'imagenet' (only if already in the Keras cache) or a local weights file",
+        help="resnet50/vgg16: 'imagenet' (from the Keras cache, downloaded into it the first time) "
+        "or a local weights file",
+    )
+    train.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download (as HELPERS_OFFLINE=1): --weights imagenet then uses the Keras cache "
+        "or starts from random weights",
     )
     train.add_argument("--trainable-layers", type=int, default=0, help="resnet50/vgg16: unfreeze the top N layers")
     train.add_argument("--group-column", default=None, help="keep each group (e.g. 'Patient ID') in one split")

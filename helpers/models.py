@@ -9,7 +9,11 @@ The output layer is the only thing that changes with the task:
 - multi-label: ``final_activation="sigmoid"`` (each label is its own yes/no question),
 - multi-class: ``final_activation="softmax"`` (exactly one label per image).
 """
+import contextlib
+import hashlib
 import os
+import socket
+import urllib.error
 from pathlib import Path
 
 import keras
@@ -20,17 +24,31 @@ from helpers import warn
 
 FINAL_ACTIVATIONS = ("sigmoid", "softmax", "linear", None)
 
-# File names Keras uses in its cache (``~/.keras/models`` or ``$KERAS_HOME/models``).
-IMAGENET_WEIGHT_FILES = {
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+# Keras' own file names, addresses and published hashes of the ImageNet weights without the
+# classifier top (``keras/src/applications/resnet.py`` and ``vgg16.py``). ``origin`` may be
+# pointed at a mirror; the hash still has to match.
+IMAGENET_WEIGHTS = {
+    "resnet50": {
+        "file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "origin": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "file_hash": "4d473c1dd8becc155b73f8504c6f6626",
+    },
+    "vgg16": {
+        "file": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "origin": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "file_hash": "6d6bbae143d832006294945121d1f1fc",
+    },
 }
-IMAGENET_WEIGHT_URLS = {
-    "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-    + IMAGENET_WEIGHT_FILES["resnet50"],
-    "vgg16": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    + IMAGENET_WEIGHT_FILES["vgg16"],
-}
+# The names and addresses alone, as version 0.2 had them.
+IMAGENET_WEIGHT_FILES = {name: spec["file"] for name, spec in IMAGENET_WEIGHTS.items()}
+IMAGENET_WEIGHT_URLS = {name: spec["origin"] for name, spec in IMAGENET_WEIGHTS.items()}
+# Set to 1 (or pass ``download=False``, or ``helpers train --offline``) and nothing is ever
+# downloaded: ``weights="imagenet"`` then uses the Keras cache or starts from random weights.
+OFFLINE_ENVIRONMENT = "HELPERS_OFFLINE"
+# Seconds a download may wait for the server (to connect, or for the next block of data).
+DOWNLOAD_TIMEOUT = 30
 # Channel means of ImageNet in B, G, R order, as used by Caffe-trained ResNet50 and VGG16.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 # Keras' default momentum (0.99) needs several hundred steps before BatchNormalization's
@@ -163,6 +181,24 @@ class ImageNetPreprocessing(layers.Layer):
         return input_shape
 
 
+def downloads_allowed(download=None):
+    """Whether ``weights="imagenet"`` may download: ``download`` if given, else not when
+    the environment variable ``HELPERS_OFFLINE`` is set to 1 (true, yes), else yes."""
+    if download is not None:
+        return bool(download)
+    value = os.environ.get(OFFLINE_ENVIRONMENT, "").strip().lower()
+    return value in ("", "0", "false", "no")
+
+
+def keras_cache_dir():
+    """The Keras cache folder, as ``keras.utils.get_file`` picks it: ``$KERAS_HOME``, else
+    ``~/.keras``, else ``/tmp/.keras`` when the home folder is not writable."""
+    if os.environ.get("KERAS_HOME"):
+        return Path(os.environ["KERAS_HOME"]).expanduser()
+    home = Path.home()
+    return (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+
+
 def imagenet_cache_paths(architecture):
     """List the places where Keras keeps downloaded ImageNet weights for ``architecture``.
 
@@ -175,12 +211,8 @@ def imagenet_cache_paths(architecture):
     -------
     list of Path, most specific first (``$KERAS_HOME``, ``~/.keras``, ``/tmp/.keras``).
     """
-    file_name = IMAGENET_WEIGHT_FILES[architecture]
-    homes = []
-    if os.environ.get("KERAS_HOME"):
-        homes.append(Path(os.environ["KERAS_HOME"]))
-    homes.append(Path.home() / ".keras")
-    homes.append(Path("/tmp/.keras"))
+    file_name = IMAGENET_WEIGHTS[architecture]["file"]
+    homes = [keras_cache_dir(), Path.home() / ".keras", Path("/tmp/.keras")]
     paths = []
     for home in homes:
         path = home.expanduser() / "models" / file_name
@@ -189,17 +221,45 @@ def imagenet_cache_paths(architecture):
     return paths
 
 
-def resolve_weights(weights, architecture):
-    """Turn a ``weights`` argument into a local file or ``None``, never downloading.
+def file_matches_hash(path, file_hash):
+    """Whether the file's MD5 (32 hex digits) or SHA-256 (64) is ``file_hash``, as Keras checks."""
+    digest = hashlib.sha256() if len(file_hash) == 64 else hashlib.md5()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == file_hash
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds):
+    # keras.utils.get_file has no timeout of its own: without one a silent server hangs it.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def resolve_weights(weights, architecture, download=None):
+    """Turn a ``weights`` argument into a local file or ``None`` (random start).
+
+    ``"imagenet"`` follows Keras: the file in the Keras cache if it is there (and its hash
+    is Keras' published one), otherwise ``keras.utils.get_file`` downloads it into the
+    cache (``~/.keras/models/``) and checks the hash. One line says which it did. When
+    downloads are off, the network is down or the file is wrong, one warning says so and
+    the model starts from random weights.
 
     Parameters
     ----------
     weights : None, str or Path
-        ``None`` (random start), ``"imagenet"`` (use the file only if it is already in the
-        Keras cache) or the path to a ``.h5`` / ``.weights.h5`` file for the base without
-        its top.
+        ``None`` (random start), ``"imagenet"`` or the path to a ``.h5`` /
+        ``.weights.h5`` file for the base without its top.
     architecture : str
         ``"resnet50"`` or ``"vgg16"``.
+    download : bool, optional
+        Allow a download; by default yes, unless ``HELPERS_OFFLINE=1``
+        (see ``downloads_allowed``).
 
     Returns
     -------
@@ -208,16 +268,7 @@ def resolve_weights(weights, architecture):
     if weights is None:
         return None, "none (random initialisation)"
     if str(weights) == "imagenet":
-        for path in imagenet_cache_paths(architecture):
-            if path.is_file():
-                return str(path), f"imagenet ({path})"
-        expected = imagenet_cache_paths(architecture)[0]
-        warn(
-            f"ImageNet weights for {architecture} are not in the Keras cache, so the model "
-            f"starts from random weights (nothing is downloaded). To use them, download "
-            f"{IMAGENET_WEIGHT_URLS[architecture]} on a machine with internet access and "
-            f"copy it to {expected} (or pass weights=<path to the file>).")
-        return None, "none (imagenet requested but not cached)"
+        return _imagenet_weights(architecture, download)
     path = Path(weights)
     if not path.is_file():
         raise ValueError(
@@ -227,6 +278,53 @@ def resolve_weights(weights, architecture):
     if not path.name.endswith(".h5"):
         raise ValueError(f"weights file must end in .h5 or .weights.h5, got {path.name}")
     return str(path), f"file ({path})"
+
+
+def _imagenet_weights(architecture, download):
+    spec = IMAGENET_WEIGHTS[architecture]
+    damaged = []
+    for path in imagenet_cache_paths(architecture):
+        if path.is_file():
+            if file_matches_hash(path, spec["file_hash"]):
+                print(f"ImageNet weights for {architecture}: {path} (Keras cache)")
+                return str(path), f"imagenet ({path})"
+            damaged.append(path)
+    found = (f"{damaged[0]} is damaged (not Keras' hash {spec['file_hash']})" if damaged
+             else "not in the Keras cache")
+    by_hand = (f"the model starts from random weights; put {spec['file']} in "
+               f"{keras_cache_dir() / 'models'} or pass weights=PATH")
+    if not downloads_allowed(download):
+        warn(f"ImageNet weights for {architecture}: {found}, and downloads are off "
+             f"({OFFLINE_ENVIRONMENT}=1 or --offline); {by_hand} (from {spec['origin']})")
+        return None, "none (imagenet requested, downloads off)"
+    cache_dir = keras_cache_dir()
+    target = cache_dir / "models" / spec["file"]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _socket_timeout(DOWNLOAD_TIMEOUT):
+            path = keras.utils.get_file(
+                spec["file"], spec["origin"], cache_subdir="models",
+                file_hash=spec["file_hash"], cache_dir=str(cache_dir),
+            )
+    except Exception as error:  # no network, server down or silent, HTTP error, wrong hash
+        if target.is_file() and not file_matches_hash(target, spec["file_hash"]):
+            target.unlink()  # get_file leaves a file that failed its hash check in the cache
+        warn(f"ImageNet weights for {architecture}: {found}, and the download from "
+             f"{spec['origin']} failed ({_download_error(error)}); {by_hand}")
+        return None, "none (imagenet requested, download failed)"
+    print(f"ImageNet weights for {architecture}: downloaded {spec['origin']} to {path} "
+          f"(Keras cache, hash checked)")
+    return str(path), f"imagenet ({path})"
+
+
+def _download_error(error):
+    """The reason inside ``get_file``'s "URL fetch failure on ...: None -- reason"."""
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, urllib.error.HTTPError):
+        return f"HTTP {cause.code} {cause.reason}"
+    if isinstance(cause, urllib.error.URLError):
+        return " ".join(str(cause.reason).split())
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _freeze(base, trainable_layers=0):
@@ -248,9 +346,11 @@ def _freeze(base, trainable_layers=0):
 def unfreeze_top(model, trainable_layers, base_name=None):
     """Unfreeze the top ``trainable_layers`` layers of the pretrained base inside ``model``.
 
-    BatchNormalization layers stay frozen and the base runs in inference mode (it was
-    called with ``training=False``), so fine-tuning does not disturb their statistics.
-    Recompile the model afterwards (with a small learning rate).
+    BatchNormalization layers stay frozen, so fine-tuning does not disturb their statistics:
+    in Keras 3 a BatchNormalization layer with ``trainable=False`` runs in inference mode
+    whatever ``training`` is (the ``training=False`` of a nested call does not hold in a
+    functional model, ``fit`` passes ``training=True`` to every layer). Recompile the model
+    afterwards (with a small learning rate).
 
     Parameters
     ----------
@@ -271,10 +371,12 @@ def unfreeze_top(model, trainable_layers, base_name=None):
 
 
 def _find_base(model, base_name=None):
-    names = [base_name] if base_name else list(IMAGENET_WEIGHT_FILES)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            if layer.name in names:
+            # A base is named by the caller, or is an ImageNet architecture, or sits in the
+            # extractor named after it ("smallvggnet" in "smallvggnet_features").
+            if layer.name == base_name or (base_name is None and (
+                    layer.name in IMAGENET_WEIGHTS or model.name == f"{layer.name}_features")):
                 return layer
             try:
                 return _find_base(layer, base_name)
@@ -282,8 +384,137 @@ def _find_base(model, base_name=None):
                 pass
     raise ValueError(
         f"model {model.name!r} holds no pretrained base named "
-        f"{base_name or ' or '.join(names)}"
+        f"{base_name or ' or '.join(IMAGENET_WEIGHTS)} (nor an '<name>_features' extractor)"
     )
+
+
+def _body(base):
+    return [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def split_for_fine_tuning(model, trainable_layers, base_name=None):
+    """Unfreeze the top of the base inside ``model`` and cut the model below it.
+
+    Below the first unfrozen layer nothing trains, and (without augmentation) its output for
+    an image never changes, so it can be computed once with ``extract_features(bottom, ...)``
+    and ``top`` trained on it: the same training steps as fitting ``model`` on the images,
+    at the cost of the unfrozen layers alone. Both parts share their layers with ``model``,
+    so training ``top`` fine-tunes ``model`` itself.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From ``attach_head``, ``build_resnet50`` or ``build_vgg16``.
+    trainable_layers : int
+        How many top layers of the base to train, as in ``unfreeze_top`` (at least 1, fewer
+        than the base has). The cut must fall between two blocks: in ResNet50 after a
+        block's ``_out`` layer (33 = stage ``conv5`` and the pooling), in VGG16 after a
+        pooling layer (4 = block 5).
+    base_name : str, optional
+        Name of the nested base model; found automatically when omitted.
+
+    Returns
+    -------
+    (bottom, top): ``bottom`` maps images to the activations below the cut (frozen, with
+    the model's preprocessing); ``top`` maps them to probabilities (the unfrozen layers and
+    the head). Compile and fit ``top``; ``model`` then holds the fine-tuned weights.
+    """
+    base = _find_base(model, base_name)
+    body = _body(base)
+    if not 1 <= trainable_layers < len(body):
+        raise ValueError(
+            f"trainable_layers must be between 1 and {len(body) - 1} for {base.name}, "
+            f"got {trainable_layers}"
+        )
+    _freeze(base, trainable_layers)
+    cut = body[len(body) - trainable_layers - 1]
+    try:
+        base_top = keras.Model(cut.output, base.output, name=f"{base.name}_top")
+    except ValueError as error:
+        boundaries = [len(body) - 1 - index for index, layer in enumerate(body[:-1])
+                      if layer.name.endswith(("_out", "pool"))]
+        raise ValueError(
+            f"trainable_layers={trainable_layers} cuts {base.name} inside a block (below "
+            f"{cut.name!r}, whose output is not all the layers above it need); choose one of "
+            f"{sorted(boundaries)[:12]}"
+        ) from error
+    base_bottom = keras.Model(base.input, cut.output, name=f"{base.name}_bottom")
+    # model = image → extractor (preprocessing → base → ...) → head; the base may also sit
+    # directly in model.
+    extractor = next(layer for layer in model.layers if layer is base or (
+        isinstance(layer, keras.Model) and any(inner is base for inner in _all_layers(layer))))
+    after_extractor = model.layers[model.layers.index(extractor) + 1:]
+    inner = [extractor] if extractor is base else _body(extractor)
+    position = next(index for index, layer in enumerate(inner) if layer is base)
+
+    images = keras.Input(shape=model.input_shape[1:], name="image")
+    x = images
+    for layer in inner[:position]:
+        x = layer(x)
+    bottom = keras.Model(images, base_bottom(x), name=f"{model.name}_bottom")
+
+    activations = keras.Input(shape=cut.output.shape[1:], name="activations")
+    y = base_top(activations)
+    for layer in inner[position + 1:] + after_extractor:
+        y = layer(y)
+    top = keras.Model(activations, y, name=f"{model.name}_top")
+    return bottom, top
+
+
+def convolutional_base(model, input_shape=None, pooling="avg", name=None):
+    """Turn a trained CNN such as SmallVGGNet into a frozen feature extractor.
+
+    Copies the layers before the first ``Flatten`` (or ``Dense``) with their weights, except
+    ``Dropout`` (a no-op on features, and in Keras 3 a nested ``training=False`` does not
+    keep it off while fine-tuning), adds global pooling, and wraps them like
+    ``build_feature_extractor`` does ResNet50, so ``extract_features``, ``attach_head``,
+    ``unfreeze_top`` and ``split_for_fine_tuning`` work on the result; fine-tuning it
+    leaves ``model`` as it was. Pass a fresh ``build_smallvggnet(...)`` for the same
+    architecture with random weights.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A Sequential or plain functional CNN taking images.
+    input_shape : tuple, optional
+        (height, width, channels) to apply the layers to; default the model's own. The
+        convolutions do not depend on it, the pooled features do not change length.
+    pooling : {"avg", "max"}
+        Global pooling of the last feature map.
+    name : str, optional
+        Name of the base; default ``model.name``. The extractor is ``f"{name}_features"``.
+
+    Returns
+    -------
+    keras.Model named ``f"{name}_features"``, frozen, with ``weights_source`` set to
+    ``f"model {model.name}"``.
+    """
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+    name = name or model.name
+    input_shape = tuple(input_shape or model.input_shape[1:])
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.InputLayer, layers.Dropout)):
+            continue
+        if isinstance(layer, (layers.Flatten, layers.Dense, layers.GlobalAveragePooling2D,
+                              layers.GlobalMaxPooling2D)):
+            break
+        # A copy: the original's layers already belong to its own graph.
+        copy = layer.__class__.from_config(layer.get_config())
+        x = copy(x)
+        copy.set_weights(layer.get_weights())
+    if x is inputs:
+        raise ValueError(f"model {model.name!r} has no layers before its first Flatten or Dense")
+    pool = layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D
+    x = pool(name=f"{pooling}_pool")(x)
+    base = keras.Model(inputs, x, name=name)
+    base.trainable = False
+    images = keras.Input(shape=input_shape, name="image")
+    extractor = keras.Model(images, base(images, training=False), name=f"{name}_features")
+    extractor.weights_source = f"model {model.name}"
+    return extractor
 
 
 def _applications_base(architecture, input_shape, weights_path, pooling):
@@ -296,13 +527,20 @@ def _applications_base(architecture, input_shape, weights_path, pooling):
         "resnet50": keras.applications.ResNet50,
         "vgg16": keras.applications.VGG16,
     }[architecture]
-    # weights=None, then load_weights: Keras never gets the chance to download anything.
+    # weights=None, then load_weights: resolve_weights has found or downloaded the file and
+    # said which; Keras would download without a word and fail with a traceback offline.
     base = application(
         include_top=False, weights=None, input_shape=input_shape, pooling=pooling
     )
     base.name = architecture
     if weights_path is not None:
-        base.load_weights(weights_path)
+        try:
+            base.load_weights(weights_path)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"weights file {weights_path}: cannot load it into {architecture} without "
+                f"its top ({' '.join(str(error).split())[:300]})"
+            ) from error
     return base
 
 
@@ -323,7 +561,8 @@ def build_feature_extractor(
     input_shape : tuple
         (height, width, 3), each side at least 32.
     weights : None, "imagenet" or path
-        See ``resolve_weights``; ``"imagenet"`` is used only when already cached.
+        See ``resolve_weights``: ``"imagenet"`` comes from the Keras cache, or is downloaded
+        into it.
     pooling : str or None
         Passed to ``keras.applications``.
 
@@ -358,7 +597,7 @@ def extract_features(extractor, dataset, verbose=0):
         Yields ``(images, labels)`` batches; build it with ``shuffle=False`` and no
         augmentation so features and labels stay aligned and repeatable.
     verbose : int
-        Passed to ``predict_on_batch`` progress (0 = silent).
+        1 prints a running count of the images done (0 = silent).
 
     Returns
     -------
@@ -384,7 +623,7 @@ def build_head(
     feature_shape, n_classes, final_activation="sigmoid", dropout=0.0, output_bias=None,
     name="head",
 ):
-    """Build the classification head that sits on pooled features (SOURCES A: one Dense layer).
+    """Build the classification head that sits on pooled features (as in the VOC2012 tutorial: one Dense layer).
 
     Parameters
     ----------
@@ -449,9 +688,9 @@ def build_resnet50(
     """Build ResNet50 (average pooling) with a Dense head; the base is frozen by default.
 
     The model expects [0, 1] RGB images like every other model here; the Caffe-style
-    ImageNet preprocessing is its first layer. Nothing is downloaded: ``"imagenet"`` is
-    used only if the weights file is already cached, otherwise it falls back to random
-    weights with a warning that says where to put the file.
+    ImageNet preprocessing is its first layer. ``weights="imagenet"`` takes the file from
+    the Keras cache or downloads it there, as Keras does; offline (or with downloads off,
+    ``HELPERS_OFFLINE=1``) it falls back to random weights with a warning that says so.
 
     Parameters
     ----------
@@ -488,7 +727,7 @@ def build_vgg16(
     input_shape=(64, 64, 3), n_classes=20, weights=None, frozen_layers=15,
     final_activation="sigmoid", output_bias=None,
 ):
-    """Build VGG16 with the SOURCES C top: Flatten → Dense 256 (he_normal) → BN → Dropout .5.
+    """Build VGG16 with the large-scale VGG16 write-up's top: Flatten → Dense 256 (he_normal) → BN → Dropout .5.
 
     Parameters
     ----------
@@ -502,7 +741,8 @@ def build_vgg16(
         Freeze the first ``frozen_layers`` layers of VGG16 (15 = blocks 1-4, the input
         counted as in the original; block 5 trains).
     final_activation : str
-        ``"sigmoid"`` for multi-label (SOURCES E), ``"softmax"`` for multi-class (SOURCES C).
+        ``"sigmoid"`` for multi-label (as in the chest X-ray write-up), ``"softmax"`` for
+        multi-class (as in the large-scale VGG16 write-up).
     output_bias : float or array-like, optional
         Initial output bias.
 

@@ -75,6 +75,10 @@ class Notebook:
         return f"Notebook({self.name!r}, mode={self.mode!r}, out_dir='{self.out_dir}')"
 
 
+def _errors_only(record):
+    return record.levelno >= logging.ERROR
+
+
 def quiet_logs():
     """Hide TensorFlow's start-up and retracing chatter, and one Keras notice about every dataset.
 
@@ -83,7 +87,11 @@ def quiet_logs():
     Nothing else is filtered, so any other warning of your own code still shows.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logger = logging.getLogger("tensorflow")
+    logger.setLevel(logging.ERROR)
+    # Imported in Jupyter, TensorFlow sets its logger back to INFO; a filter stays.
+    if _errors_only not in logger.filters:
+        logger.addFilter(_errors_only)
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored")
 
 

@@ -1,10 +1,13 @@
-"""Shared fixtures: a folder of odd-but-valid and broken image files.
+"""Shared fixtures: a folder of odd-but-valid and broken image files; no network.
 
 ``odd_images_dir`` is a fresh copy per test (safe to modify); ``odd_images_expected``
 says, per file name, whether it should load and at which displayed size and mode.
+``no_network`` (automatic) fails any test that tries to reach another machine.
 """
 import io
+import ipaddress
 import shutil
+import socket
 
 import matplotlib
 import numpy as np
@@ -115,3 +118,44 @@ def odd_images_expected():
         name: {"ok": ok, "width": width, "height": height, "mode": mode}
         for name, (ok, width, height, mode) in ODD_IMAGES.items()
     }
+
+
+def _is_loopback(host):
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """``make test`` and CI run offline: fail a test that looks up or connects to anything
+    but loopback (after refusing it), and switch downloads off (``HELPERS_OFFLINE=1``) for
+    the code under test and the notebook kernels. A test of the download path turns the
+    switch back on and serves its files on 127.0.0.1."""
+    monkeypatch.setenv("HELPERS_OFFLINE", "1")
+    attempts = []
+    real_getaddrinfo, real_connect, real_connect_ex = (
+        socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_loopback(host):
+            attempts.append(f"look up {host}")
+            raise socket.gaierror(socket.EAI_NONAME, f"tests run offline: not looking up {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def guarded(real):
+        def connect(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+                attempts.append(f"connect to {address}")
+                raise OSError(f"tests run offline: not connecting to {address}")
+            return real(self, address)
+        return connect
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
+    yield
+    assert not attempts, f"the test tried to reach the network: {attempts}"

@@ -1,6 +1,8 @@
-"""Tests for helpers.models: shapes, activations, freezing, offline weights, feature caching."""
-import os
+"""Tests for helpers.models: shapes, activations, freezing, offline weights, feature caching,
+fine-tuning on cached activations."""
+import hashlib
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,19 +23,23 @@ def _output_layer(model):
     return next(layer for layer in _layers(model) if layer.name == "predictions")
 
 
+REAL_CACHE_PATHS = models.imagenet_cache_paths
+
+
 @pytest.fixture(autouse=True)
 def no_download(monkeypatch, tmp_path):
-    """Fail loudly if anything tries to fetch a file; point the Keras cache at an empty folder."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"tried to download {args} {kwargs}")
-
-    monkeypatch.setattr(keras.utils, "get_file", refuse)
-    monkeypatch.setattr("keras.src.utils.file_utils.get_file", refuse)
+    """Point the Keras cache at empty folders, and fail a test in which anything calls
+    ``get_file`` (downloads are off in every test: see ``conftest.no_network``)."""
+    calls = []
+    monkeypatch.setattr(keras.utils, "get_file", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file",
+                        lambda *args, **kwargs: calls.append(args))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setattr(models, "imagenet_cache_paths",
                         _cache_paths_under(tmp_path), raising=True)
+    yield
+    assert not calls, f"tried to download {calls}"
 
 
 def _cache_paths_under(tmp_path):
@@ -145,23 +151,28 @@ def test_vgg16_freezes_its_first_15_layers_and_has_the_source_head():
 
 
 @pytest.mark.parametrize("architecture", ["resnet50", "vgg16"])
-def test_imagenet_without_cached_file_warns_and_never_downloads(architecture):
-    with pytest.warns(UserWarning, match="not in the Keras cache.*nothing is downloaded") as caught:
+def test_imagenet_without_cached_file_and_downloads_off_warns_and_starts_at_random(architecture):
+    with pytest.warns(UserWarning, match="not in the Keras cache, and downloads are off") as caught:
         model = models.build_model(architecture, (32, 32, 3), 3, weights="imagenet")
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller's line
     message = str(caught[0].message)
     assert models.IMAGENET_WEIGHT_FILES[architecture] in message
-    assert "storage.googleapis.com" in message  # says where to get the file
-    assert model.weights_source.startswith("none")
+    assert "storage.googleapis.com" in message  # says where to get the file by hand
+    assert "random weights" in message
+    assert model.weights_source == "none (imagenet requested, downloads off)"
 
 
-def test_imagenet_uses_a_cached_file(tmp_path):
+def test_imagenet_uses_a_cached_file_with_the_published_hash(monkeypatch, capsys):
     cached = models.imagenet_cache_paths("resnet50")[1]
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"placeholder")
+    spec = dict(models.IMAGENET_WEIGHTS["resnet50"], file_hash=hashlib.md5(b"placeholder").hexdigest())
+    monkeypatch.setitem(models.IMAGENET_WEIGHTS, "resnet50", spec)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         path, source = models.resolve_weights("imagenet", "resnet50")
-    assert path == str(cached) and source.startswith("imagenet")
+    assert path == str(cached) and source == f"imagenet ({cached})"
+    assert capsys.readouterr().out == f"ImageNet weights for resnet50: {cached} (Keras cache)\n"
 
 
 def test_resnet50_loads_a_local_weights_file(tmp_path):
@@ -220,8 +231,104 @@ def test_extract_features_needs_labelled_batches():
 
 
 def test_keras_home_is_searched(monkeypatch, tmp_path):
-    monkeypatch.undo()  # use the real cache lookup
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "custom"))
-    paths = models.imagenet_cache_paths("vgg16")
+    paths = REAL_CACHE_PATHS("vgg16")
     assert paths[0] == tmp_path / "custom" / "models" / models.IMAGENET_WEIGHT_FILES["vgg16"]
-    assert any(str(path).startswith(os.path.expanduser("~")) for path in paths)
+    assert tmp_path / "home" / ".keras" / "models" / models.IMAGENET_WEIGHT_FILES["vgg16"] in paths
+    assert models.keras_cache_dir() == tmp_path / "custom"
+    monkeypatch.delenv("KERAS_HOME")
+    assert models.keras_cache_dir() == Path("/tmp/.keras")  # as Keras does: no writable home
+    (tmp_path / "home").mkdir()
+    assert models.keras_cache_dir() == tmp_path / "home" / ".keras"
+
+
+def test_a_weights_file_that_does_not_fit_is_a_clear_error(tmp_path):
+    bad = tmp_path / "not_weights.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    with pytest.raises(ValueError, match="cannot load it into resnet50"):
+        models.build_resnet50((32, 32, 3), 2, weights=bad)
+
+
+# ----------------------------------------------------------------------------- transfer
+
+
+def _tiny_images(n=8, size=16, n_classes=3, seed=3):
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, size, size, 3)).astype("float32")
+    labels = (rng.random((n, n_classes)) > 0.5).astype("float32")
+    return images, labels
+
+
+@pytest.mark.parametrize("input_shape", [(16, 16, 3), (24, 24, 3)])
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_convolutional_base_pools_the_trained_layers(input_shape, pooling):
+    trained = models.build_smallvggnet((16, 16, 3), 4)
+    extractor = models.convolutional_base(trained, input_shape=input_shape, pooling=pooling)
+    assert extractor.name == "smallvggnet_features" and not extractor.trainable_weights
+    assert extractor.output_shape == (None, 128)
+    base = extractor.get_layer("smallvggnet")
+    originals = [layer for layer in trained.layers[:24] if not isinstance(layer, keras.layers.Dropout)]
+    assert len(base.layers) == 1 + 21 + 1  # input, the three blocks without dropout, the pooling
+    for copy, original in zip(base.layers[1:-1], originals):
+        assert type(copy) is type(original) and copy is not original
+        for copied, weight in zip(copy.get_weights(), original.get_weights()):
+            np.testing.assert_array_equal(copied, weight)
+    images, _ = _tiny_images(n=2, size=input_shape[0])
+    maps = images
+    for layer in trained.layers[: trained.layers.index(
+            next(layer for layer in trained.layers if isinstance(layer, keras.layers.Flatten)))]:
+        maps = layer(maps, training=False)
+    reduce = np.mean if pooling == "avg" else np.max
+    np.testing.assert_allclose(extractor(images), reduce(np.asarray(maps), axis=(1, 2)), atol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        models.convolutional_base(trained, pooling="flatten")
+
+
+def test_fine_tuning_on_cached_activations_equals_fine_tuning_on_images():
+    """The same SGD steps either way: the frozen bottom's output is all the top ever sees."""
+    images, labels = _tiny_images()
+    keras.utils.set_random_seed(0)
+    extractor = models.convolutional_base(models.build_smallvggnet((16, 16, 3), 3))
+    model = models.attach_head(extractor, models.build_head(128, 3))
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+
+    models.unfreeze_top(twin, 11)
+    twin.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+    twin.fit(images, labels, batch_size=4, epochs=2, shuffle=False, verbose=0)
+
+    bottom, top = models.split_for_fine_tuning(model, 11)
+    activations, _ = models.extract_features(
+        bottom, tf.data.Dataset.from_tensor_slices((images, labels)).batch(4))
+    assert activations.shape == (8, 4, 4, 64)  # the input of block 3, below the cut
+    top.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+    start = model.get_weights()
+    history = top.fit(activations, labels, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+    changed = [not np.allclose(before, after) for before, after in zip(start, model.get_weights())]
+    assert any(changed)  # training the top trained the model itself
+    for tuned, expected in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(tuned, expected, atol=1e-5)
+    np.testing.assert_allclose(model(images), top(bottom(images)), atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture, trainable_layers, cut_shape",
+                         [("resnet50", 33, (4, 4, 1024)), ("vgg16", 4, (4, 4, 512))])
+def test_split_for_fine_tuning_cuts_imagenet_bases_between_blocks(
+        architecture, trainable_layers, cut_shape):
+    model = models.build_model(architecture, (64, 64, 3), 3)
+    bottom, top = models.split_for_fine_tuning(model, trainable_layers)
+    assert bottom.output_shape == (None, *cut_shape) and top.input_shape == (None, *cut_shape)
+    assert not any(layer.trainable_weights for layer in bottom.layers)
+    images, _ = _tiny_images(n=2, size=64)
+    # Eager calls: tracing a predict function for ResNet50 costs more than the test itself.
+    np.testing.assert_allclose(top(bottom(images)), model(images), atol=1e-4)
+
+
+def test_split_inside_a_residual_block_names_the_cuts_that_work():
+    model = models.build_resnet50((32, 32, 3), 2)
+    with pytest.raises(ValueError, match=r"cuts resnet50 inside a block.*\b33\b"):
+        models.split_for_fine_tuning(model, 5)
+    with pytest.raises(ValueError, match="between 1 and"):
+        models.split_for_fine_tuning(model, 0)
