@@ -2,9 +2,11 @@
 
 - ``compile_model``: sigmoid outputs + binary cross-entropy (multi-label) or softmax +
   categorical cross-entropy (multi-class), with the metrics worth watching for each;
+- ``cosine_schedule``: a linear warm-up, then a cosine decay to zero at the last epoch
+  (Keras' ``CosineDecay``), the learning rate of the default recipe;
 - ``make_callbacks``: scikit-learn F1 per epoch (``MetricsCallback``), best-model checkpoint,
-  early stopping, learning-rate schedule, ``history.csv``, backup for resuming, one log
-  line per epoch (``EpochLogger``).
+  early stopping, learning rate halved on plateaus or logged from a schedule,
+  ``history.csv``, backup for resuming, one log line per epoch (``EpochLogger``).
 
 The model folder these runs write is described in :mod:`helpers.artefacts`; the whole
 train-and-save workflow is ``helpers.workflows.train_from_source``.
@@ -44,7 +46,7 @@ from helpers.predict import predict_dataset
 
 
 # ------------------------------------------------------------------------------ compile
-def make_loss(loss, task="multi_label", y_train=None):
+def make_loss(loss, task="multi_label", y_train=None, label_smoothing=0.0):
     """Turn a loss name into a Keras loss (objects pass through).
 
     Parameters
@@ -57,6 +59,9 @@ def make_loss(loss, task="multi_label", y_train=None):
         ``"multi_label"`` or ``"multi_class"``.
     y_train : array-like (n, n_classes), optional
         Multi-hot training labels, for ``"weighted-bce"``.
+    label_smoothing : float
+        Targets move this far towards 0.5 (binary) or towards uniform (categorical):
+        ``"bce"`` and ``"cce"`` only.
 
     Returns
     -------
@@ -65,13 +70,18 @@ def make_loss(loss, task="multi_label", y_train=None):
     check_task(task)
     if loss is None:
         loss = "bce" if task == "multi_label" else "cce"
-    if not isinstance(loss, str):
+    if isinstance(label_smoothing, bool) or not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    name = loss.lower().replace("_", "-") if isinstance(loss, str) else None
+    if label_smoothing and name not in ("bce", "binary-crossentropy", "cce",
+                                        "categorical-crossentropy"):
+        raise ValueError(f"label_smoothing applies to 'bce' and 'cce' only, not loss={loss!r}")
+    if name is None:
         return loss
-    name = loss.lower().replace("_", "-")
     if name in ("bce", "binary-crossentropy"):
-        return keras.losses.BinaryCrossentropy()
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
     if name in ("cce", "categorical-crossentropy"):
-        return keras.losses.CategoricalCrossentropy()
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     if name in ("sparse-cce", "sparse-categorical-crossentropy"):
         return keras.losses.SparseCategoricalCrossentropy()
     if name in ("weighted-bce", "focal"):
@@ -86,13 +96,18 @@ def make_loss(loss, task="multi_label", y_train=None):
     )
 
 
-def make_optimizer(optimizer="adam", learning_rate=1e-3):
-    """Build an optimizer by name (``"adam"``, ``"sgd"``, ``"rmsprop"``); instances pass through.
+def make_optimizer(optimizer="adam", learning_rate=1e-3, weight_decay=None):
+    """Build an optimizer by name (``"adam"``, ``"sgd"``, ``"rmsprop"``, ``"adamw"``); instances pass through.
 
     Parameters
     ----------
     optimizer : str or keras.optimizers.Optimizer
-    learning_rate : float
+    learning_rate : float or keras.optimizers.schedules.LearningRateSchedule
+        A schedule (e.g. ``cosine_schedule``) sets the rate of every step.
+    weight_decay : float, optional
+        Decoupled weight decay (each step shrinks the weights by ``learning_rate *
+        weight_decay`` of themselves); None keeps the optimizer's default (0, or 0.004
+        for AdamW).
 
     Returns
     -------
@@ -100,6 +115,7 @@ def make_optimizer(optimizer="adam", learning_rate=1e-3):
     """
     if not isinstance(optimizer, str):
         return optimizer
+    options = {} if weight_decay is None else {"weight_decay": float(weight_decay)}
     builders = {
         "adam": keras.optimizers.Adam,
         "sgd": keras.optimizers.SGD,
@@ -108,7 +124,48 @@ def make_optimizer(optimizer="adam", learning_rate=1e-3):
     }
     if optimizer.lower() not in builders:
         raise ValueError(f"optimizer must be one of {sorted(builders)}, got {optimizer!r}")
-    return builders[optimizer.lower()](learning_rate=learning_rate)
+    return builders[optimizer.lower()](learning_rate=learning_rate, **options)
+
+
+def cosine_schedule(learning_rate, epochs, steps_per_epoch, warmup_epochs=1):
+    """A linear warm-up from 0 to ``learning_rate``, then a cosine decay to 0 at the last step.
+
+    The warm-up lets a freshly initialised network (and its BatchNormalization statistics)
+    settle before the full rate; the decay takes large steps while far from a good model
+    and ever smaller ones near it, so the last epochs refine instead of jumping about.
+    The whole curve is fixed by ``epochs``: the run ends at rate 0, ready or not, so pick
+    ``epochs`` for the budget and let early stopping end runs that stop improving.
+
+    Parameters
+    ----------
+    learning_rate : float
+        Peak rate, reached at the end of the warm-up.
+    epochs : int
+        Epochs the schedule spans (the ``epochs`` of ``fit``).
+    steps_per_epoch : int
+        Batches per epoch (``len(train_dataset)``).
+    warmup_epochs : float
+        Length of the warm-up; it is cut to half the run when that is shorter.
+
+    Returns
+    -------
+    keras.optimizers.schedules.CosineDecay
+    """
+    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if isinstance(steps_per_epoch, bool) or int(steps_per_epoch) != steps_per_epoch \
+            or steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be 0 or more, got {warmup_epochs!r}")
+    total = int(epochs) * int(steps_per_epoch)
+    warmup = min(round(warmup_epochs * steps_per_epoch), total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else float(learning_rate),
+        decay_steps=total - warmup,
+        warmup_target=float(learning_rate) if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def task_metrics(task, n_classes, threshold=0.5):
@@ -150,7 +207,7 @@ def task_metrics(task, n_classes, threshold=0.5):
 
 def compile_model(
     model, task="multi_label", loss=None, learning_rate=1e-3, optimizer="adam",
-    threshold=0.5, y_train=None,
+    threshold=0.5, y_train=None, weight_decay=None, label_smoothing=0.0,
 ):
     """Compile ``model`` with the loss and metrics that fit the task.
 
@@ -164,14 +221,18 @@ def compile_model(
         ``"multi_label"`` or ``"multi_class"``.
     loss : None, str or keras.losses.Loss
         See ``make_loss``; ``None`` picks binary or categorical cross-entropy.
-    learning_rate : float
-        Used when ``optimizer`` is a name.
+    learning_rate : float or keras.optimizers.schedules.LearningRateSchedule
+        Used when ``optimizer`` is a name; see ``cosine_schedule``.
     optimizer : str or keras.optimizers.Optimizer
         ``"adam"`` (default), ``"sgd"``, ``"rmsprop"``, ``"adamw"`` or an instance.
     threshold : float
         Decision threshold of the multi-label metrics.
     y_train : array-like, optional
         Training labels, needed by ``loss="weighted-bce"``.
+    weight_decay : float, optional
+        See ``make_optimizer``.
+    label_smoothing : float
+        See ``make_loss``.
 
     Returns
     -------
@@ -189,13 +250,11 @@ def compile_model(
                 "'sparse-cce' (or loss=None)"
             )
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
-        loss=make_loss(loss, task, y_train),
+        optimizer=make_optimizer(optimizer, learning_rate, weight_decay),
+        loss=make_loss(loss, task, y_train, label_smoothing),
         metrics=task_metrics(task, n_classes, threshold),
     )
     return model
-
-
 
 
 # ---------------------------------------------------------------------------- callbacks
@@ -236,6 +295,21 @@ class MetricsCallback(keras.callbacks.Callback):
             logs.update(values)
         if self.verbose:
             print(" - ".join(f"{key}: {value:.5f}" for key, value in values.items()))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Put the optimizer's learning rate at the end of each epoch into the logs (``learning_rate``).
+
+    ``ReduceLROnPlateau`` logs it too, but cannot be used with a ``LearningRateSchedule``
+    (Keras refuses to set the rate of an optimizer that follows one); this callback only
+    reads it, so ``history.csv`` has the rate of every epoch either way. Put it before
+    ``CSVLogger``.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -291,15 +365,15 @@ class EpochLogger(keras.callbacks.Callback):
 
 def make_callbacks(
     out_dir, monitor="val_f1_micro", mode="max", patience=10, validation_data=None,
-    threshold=0.5, task="multi_label", reduce_lr_patience=None, min_lr=1e-6, log=print,
-    n_images=None, backup=True, initial_best=None,
+    threshold=0.5, task="multi_label", reduce_lr=True, reduce_lr_patience=None, min_lr=1e-6,
+    log=print, n_images=None, backup=True, initial_best=None,
 ):
     """The training callbacks, in the order that makes them see each other's values.
 
     Order: MetricsCallback (adds ``val_f1_*`` to the logs) → ModelCheckpoint (best weights)
-    → EarlyStopping (``restore_best_weights=True``) → ReduceLROnPlateau (adds
-    ``learning_rate``) → CSVLogger (``history.csv``; appended with ``backup=True``, so a
-    resumed run continues it)
+    → EarlyStopping (``restore_best_weights=True``) → ReduceLROnPlateau or
+    LearningRateLogger (adds ``learning_rate``) → CSVLogger (``history.csv``; appended with
+    ``backup=True``, so a resumed run continues it)
     → BackupAndRestore (``backup/``, after the CSV row so a kill can at worst repeat an
     epoch, never lose one) → EpochLogger (a printed epoch is a resumable epoch).
 
@@ -319,10 +393,14 @@ def make_callbacks(
         MetricsCallback decision threshold.
     task : str
         ``"multi_label"`` or ``"multi_class"``.
+    reduce_lr : bool
+        Halve the learning rate when ``monitor`` stops improving (ReduceLROnPlateau). Pass
+        False when the optimizer follows a schedule (``cosine_schedule``): the rate is then
+        only logged (LearningRateLogger).
     reduce_lr_patience : int, optional
         ReduceLROnPlateau patience; default ``max(1, patience // 2)``; the rate is halved each time.
     min_lr : float
-        Lower bound of the learning rate.
+        Lower bound of the learning rate (ReduceLROnPlateau).
     log : callable or None
         Where EpochLogger prints; None = no EpochLogger.
     n_images : int, optional
@@ -357,7 +435,7 @@ def make_callbacks(
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, mode=mode, factor=0.5,
             patience=reduce_lr_patience or max(1, patience // 2), min_lr=min_lr,
-        ),
+        ) if reduce_lr else LearningRateLogger(),
         # A run that can be resumed continues its history.csv; any other starts a new one.
         keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=backup),
     ]

@@ -27,19 +27,30 @@ from helpers.pipeline import (
 )
 from helpers.predict import predict_dataframe, predict_rows
 from helpers.splits import split_dataframe
-from helpers.training import EpochLogger, compile_model, make_callbacks, restore_best
+from helpers.training import (
+    EpochLogger,
+    compile_model,
+    cosine_schedule,
+    make_callbacks,
+    restore_best,
+)
 
 # The decoded images of a dataset are kept in memory below this size (float32 pixels).
 MEMORY_CACHE_BYTES = 1_500_000_000
 SPLITS = ("all", "train", "val", "test")
+SCHEDULES = ("cosine", "plateau")
+# Peak learning rate of the default recipe (warm-up, then cosine decay); the transfer models
+# keep Adam's usual 1e-3, gentler on pretrained weights.
+DEFAULT_LEARNING_RATES = {"smallvggnet": 3e-3, "smallvggnet_gmp": 3e-3}
 
 
 # ----------------------------------------------------------------------------- training
 def train_from_source(
-    source, out_dir, layout="auto", model="smallvggnet", epochs=30, image_size=64,
+    source, out_dir, layout="auto", model="smallvggnet_gmp", epochs=15, image_size=64,
     batch_size=32, seed=42, loss=None, task="multi_label", augment=True, val_size=0.15,
-    test_size=0.15, group_column=None, learning_rate=1e-3, optimizer="adam", patience=10,
-    weights=None, trainable_layers=0, monitor=None, log=print, **load_options,
+    test_size=0.15, group_column=None, learning_rate=None, optimizer="adam", patience=5,
+    weights=None, trainable_layers=0, monitor=None, log=print, schedule="cosine",
+    warmup_epochs=1, **load_options,
 ):
     """Train a model on a dataset in any supported layout and save its artefact folder.
 
@@ -47,6 +58,11 @@ def train_from_source(
     tf.data pipelines (augmentation on training only) → fit with callbacks → artefacts.
     Rerun the same command after an interruption and it resumes from the last finished
     epoch (``backup/`` in ``out_dir``).
+
+    The default recipe (chosen with ``benchmarks/recipes.py``): SmallVGGNet with a global
+    max-pooling head, Adam with one epoch of warm-up to 3e-3 and a cosine decay to 0 at
+    epoch ``epochs``, batch 32, ``DEFAULT_AUGMENT``, early stopping after ``patience``
+    epochs without a better ``val_f1_micro``.
 
     Parameters
     ----------
@@ -57,9 +73,11 @@ def train_from_source(
     layout : str
         One of ``helpers.data.LAYOUTS``.
     model : str
-        ``"smallvggnet"``, ``"resnet50"``, ``"mlp"`` or ``"vgg16"``.
+        ``"smallvggnet_gmp"`` (SmallVGGNet with a global max-pooling head), ``"smallvggnet"``
+        (the tutorial's), ``"resnet50"``, ``"mlp"`` or ``"vgg16"``.
     epochs : int
-        Maximum number of epochs (EarlyStopping may stop sooner).
+        Number of epochs: the length of the cosine schedule, and the most that are run
+        (EarlyStopping may stop sooner).
     image_size : int or (height, width)
         Input size.
     batch_size : int
@@ -77,9 +95,19 @@ def train_from_source(
         Split fractions.
     group_column : str, optional
         Keep each group (e.g. ``"Patient ID"``) in one split.
-    learning_rate, optimizer : see ``helpers.training.compile_model``.
+    learning_rate : float, optional
+        Peak (cosine) or starting (plateau) rate; default ``DEFAULT_LEARNING_RATES`` of the
+        model, else 1e-3.
+    optimizer : see ``helpers.training.compile_model``.
     patience : int
         EarlyStopping patience.
+    schedule : {"cosine", "plateau"}
+        ``"cosine"``: warm up to ``learning_rate`` for ``warmup_epochs``, then a cosine decay
+        to 0 at epoch ``epochs`` (``helpers.training.cosine_schedule``); ``"plateau"``:
+        start at ``learning_rate`` and halve it whenever the monitored value stalls for
+        ``patience // 2`` epochs (ReduceLROnPlateau).
+    warmup_epochs : float
+        Warm-up of the cosine schedule.
     weights, trainable_layers : for ``"resnet50"`` / ``"vgg16"`` (see ``helpers.models``).
     monitor : str, optional
         Value the callbacks watch; default ``val_f1_micro`` (``loss`` without validation).
@@ -93,7 +121,7 @@ def train_from_source(
     dict with ``model``, ``metadata``, ``history`` (DataFrame), ``metrics``, ``out_dir``,
     ``counts`` (found, used, skipped), ``images_per_second``.
     """
-    _check_choices(task, model, epochs)
+    _check_choices(task, model, epochs, schedule)
     target_size = _target_size(image_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +158,10 @@ def train_from_source(
     val_ds = (dataset_from_dataframe(val_df, shuffle=False, cache=cache, **common)
               if len(val_df) else None)
 
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATES.get(model, 1e-3)
+    if schedule == "cosine":
+        learning_rate = cosine_schedule(learning_rate, epochs, len(train_ds), warmup_epochs)
     network = build_compiled_model(
         model, target_size, vocabulary, task, loss=loss, learning_rate=learning_rate,
         optimizer=optimizer, weights=weights, trainable_layers=trainable_layers,
@@ -137,7 +169,8 @@ def train_from_source(
     monitor = monitor or ("val_f1_micro" if val_ds is not None else "loss")
     history, images_per_second = fit_resumable(
         network, train_ds, val_ds, out_dir, epochs=epochs, done_epochs=done_epochs,
-        monitor=monitor, patience=patience, task=task, log=log, n_train=len(train_df))
+        monitor=monitor, patience=patience, task=task, log=log, n_train=len(train_df),
+        reduce_lr=schedule == "plateau")
 
     metrics = final_metrics(network, history, monitor, {"val": val_df, "test": test_df},
                             common, task)
@@ -157,13 +190,15 @@ def train_from_source(
             "out_dir": out_dir, "counts": counts, "images_per_second": images_per_second}
 
 
-def _check_choices(task, model, epochs):
+def _check_choices(task, model, epochs, schedule="plateau"):
     if task not in TASKS + ("auto",):
         raise ValueError(f"task must be one of {TASKS + ('auto',)}, got {task!r}")
     if model not in model_builders.BUILDERS:
         raise ValueError(f"model must be one of {sorted(model_builders.BUILDERS)}, got {model!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
 def _target_size(image_size):
@@ -280,10 +315,11 @@ def build_compiled_model(name, target_size, vocabulary, task, loss=None, learnin
 
 def fit_resumable(network, train_ds, val_ds, out_dir, epochs, done_epochs=0,
                   monitor="val_f1_micro", patience=10, task="multi_label", log=print,
-                  n_train=None):
+                  n_train=None, reduce_lr=True):
     """``fit`` with the callbacks of ``make_callbacks``, resuming after ``done_epochs``.
 
-    The best checkpoint is loaded into ``network`` afterwards.
+    The best checkpoint is loaded into ``network`` afterwards. ``reduce_lr=False`` for an
+    optimizer that follows a learning-rate schedule.
 
     Returns
     -------
@@ -301,7 +337,7 @@ def fit_resumable(network, train_ds, val_ds, out_dir, epochs, done_epochs=0,
             f"finished before the interruption ({Path(out_dir) / artefacts.BACKUP_DIR})")
     callbacks = make_callbacks(
         out_dir, monitor=monitor, mode=mode, patience=patience, validation_data=val_ds,
-        task=task, log=log, n_images=n_train, initial_best=initial_best,
+        task=task, log=log, n_images=n_train, initial_best=initial_best, reduce_lr=reduce_lr,
     )
     logger = next(callback for callback in callbacks if isinstance(callback, EpochLogger))
     trainable = sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)

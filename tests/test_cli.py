@@ -123,3 +123,17 @@ def test_wrong_arguments_are_refused_by_the_parser(capsys):
         main(["scan", "data", "--layout", "yaml"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_train_defaults_are_the_recipe_of_train_from_source():
+    import inspect
+
+    from helpers.cli import build_parser
+    from helpers.workflows import train_from_source
+
+    args = build_parser().parse_args(["train", "data", "--out", "run"])
+    defaults = inspect.signature(train_from_source).parameters
+    for name in ("model", "epochs", "batch_size", "learning_rate", "schedule", "patience", "seed"):
+        assert getattr(args, name) == defaults[name].default, name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "data", "--out", "run", "--schedule", "step"])

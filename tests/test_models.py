@@ -56,6 +56,8 @@ def _cache_paths_under(tmp_path):
         ("mlp", (16, 16, 3), 5, "sigmoid"),
         ("smallvggnet", (16, 16, 3), 4, "sigmoid"),
         ("smallvggnet", (24, 16, 3), 3, "softmax"),
+        ("smallvggnet_gmp", (16, 16, 3), 4, "sigmoid"),
+        ("smallvggnet_gmp", (24, 16, 3), 3, "softmax"),
         ("resnet50", (32, 32, 3), 6, "sigmoid"),
         ("vgg16", (32, 32, 3), 3, "softmax"),
     ],
@@ -87,6 +89,22 @@ def test_smallvggnet_follows_the_source_architecture():
     assert dense == [512, 9]
 
 
+def test_smallvggnet_gmp_keeps_the_convolutions_and_pools_globally_without_dropout():
+    tutorial = models.build_smallvggnet((64, 64, 3), 9)
+    variant = models.build_smallvggnet_gmp((64, 64, 3), 9)
+
+    def convolutions(model):
+        return [(layer.filters, layer.kernel_size) for layer in model.layers
+                if isinstance(layer, keras.layers.Conv2D)]
+
+    assert convolutions(variant) == convolutions(tutorial)
+    kinds = [type(layer).__name__ for layer in variant.layers]
+    assert "Dropout" not in kinds and "Flatten" not in kinds
+    assert kinds[kinds.index("GlobalMaxPooling2D") + 1] == "Dense"
+    # the head on 128 pooled features instead of 8 x 8 x 128 positions
+    assert variant.count_params() < tutorial.count_params() / 9
+
+
 def test_mlp_follows_the_source_architecture():
     model = models.build_mlp((32, 32, 3), 3)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
@@ -110,6 +128,7 @@ def test_output_bias_starts_at_the_given_values():
         (lambda: models.build_mlp((16, 16), 3), "input_shape"),
         (lambda: models.build_smallvggnet((16, 16, 3), 3, final_activation="relu"), "final_activation"),
         (lambda: models.build_smallvggnet((4, 4, 3), 3), "at least 8x8"),
+        (lambda: models.build_smallvggnet_gmp((4, 4, 3), 3), "at least 8x8"),
         (lambda: models.build_resnet50((16, 16, 3), 3), "at least 32x32"),
         (lambda: models.build_model("alexnet", (32, 32, 3), 3), "model must be one of"),
         (lambda: models.build_resnet50((32, 32, 3), 3, weights="missing.h5"), "file not found"),

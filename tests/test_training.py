@@ -48,12 +48,61 @@ def test_weighted_bce_needs_training_labels():
         ({"optimizer": "adagrad2"}, "optimizer must be one of"),
         ({"loss": "cce"}, "multi_class"),
         ({"task": "multi_class", "loss": "focal"}, "binary loss for multi_label"),
+        ({"loss": "focal", "label_smoothing": 0.1}, "label_smoothing applies to"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be"),
     ],
 )
 def test_compile_model_rejects_bad_arguments(kwargs, message):
     model = models.build_mlp((8, 8, 3), 2, final_activation="sigmoid")
     with pytest.raises(ValueError, match=message):
         training.compile_model(model, **kwargs)
+
+
+@pytest.mark.parametrize("task, loss_type", [
+    ("multi_label", keras.losses.BinaryCrossentropy),
+    ("multi_class", keras.losses.CategoricalCrossentropy),
+])
+def test_label_smoothing_and_weight_decay_reach_the_compiled_model(task, loss_type):
+    model = models.build_mlp((8, 8, 3), 3, final_activation="sigmoid")
+    training.compile_model(model, task=task, optimizer="adamw", weight_decay=0.02,
+                           label_smoothing=0.1)
+    assert isinstance(model.loss, loss_type) and model.loss.label_smoothing == 0.1
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert model.optimizer.weight_decay == pytest.approx(0.02)
+
+
+def _rates(schedule, steps):
+    return np.array([float(schedule(step)) for step in steps])
+
+
+@pytest.mark.parametrize("epochs, steps_per_epoch, warmup_epochs", [(12, 24, 1), (5, 3, 2), (3, 7, 0)])
+def test_cosine_schedule_warms_up_peaks_and_decays_to_zero(epochs, steps_per_epoch, warmup_epochs):
+    schedule = training.cosine_schedule(3e-3, epochs, steps_per_epoch, warmup_epochs)
+    total = epochs * steps_per_epoch
+    warmup = min(warmup_epochs * steps_per_epoch, total // 2)
+    rates = _rates(schedule, range(total + 1))
+    assert rates.max() == pytest.approx(3e-3)
+    assert int(rates.argmax()) == warmup  # the peak ends the warm-up
+    assert np.all(np.diff(rates[: warmup + 1]) > 0) and np.all(np.diff(rates[warmup:]) < 0)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+    assert rates[0] == pytest.approx(0.0 if warmup else 3e-3)
+
+
+def test_a_warm_up_longer_than_half_the_run_is_cut_to_half():
+    rates = _rates(training.cosine_schedule(1e-3, 2, 10, warmup_epochs=5), range(21))
+    assert int(rates.argmax()) == 10
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs must be"),
+    ({"epochs": 2.5}, "epochs must be"),
+    ({"steps_per_epoch": 0}, "steps_per_epoch must be"),
+    ({"warmup_epochs": -1}, "warmup_epochs must be"),
+])
+def test_cosine_schedule_rejects_bad_arguments(kwargs, message):
+    arguments = dict(learning_rate=1e-3, epochs=4, steps_per_epoch=5) | kwargs
+    with pytest.raises(ValueError, match=message):
+        training.cosine_schedule(**arguments)
 
 
 # ---------------------------------------------------------------------------- callbacks
@@ -83,6 +132,26 @@ def test_metrics_callback_values_reach_history_and_csv(tmp_path):
     assert csv["epoch"].tolist() == [0, 1]
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "val_f1_micro" in lines[0]
     assert "img/s" in lines[0]
+
+
+def test_a_schedule_is_logged_per_epoch_not_reduced_on_plateau(tmp_path):
+    images, labels = tiny_arrays(32, size=8)
+    validation = (images[:8], labels[:8])
+    keras.utils.set_random_seed(0)
+    model = models.build_mlp((8, 8, 3), 3, final_activation="sigmoid")
+    schedule = training.cosine_schedule(1e-3, epochs=4, steps_per_epoch=3, warmup_epochs=1)
+    training.compile_model(model, learning_rate=schedule)
+    # patience 1: ReduceLROnPlateau would try to set the rate, which Keras refuses for a schedule
+    callbacks = training.make_callbacks(tmp_path, validation_data=validation, patience=1,
+                                        reduce_lr=False, log=None, backup=False)
+    names = [type(callback).__name__ for callback in callbacks]
+    assert "ReduceLROnPlateau" not in names
+    assert names.index("LearningRateLogger") < names.index("CSVLogger")
+    model.fit(images[8:], labels[8:], validation_data=validation, epochs=4, batch_size=8,
+              callbacks=callbacks, verbose=0)
+    logged = training.read_history(tmp_path)["learning_rate"].to_numpy()
+    np.testing.assert_allclose(logged, _rates(schedule, [3, 6, 9, 12]), rtol=1e-5, atol=1e-12)
+    assert logged[0] == pytest.approx(1e-3) and logged[-1] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_monitoring_f1_needs_validation_data(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from _factories import CLASSES, make_fashion_folders, save_model_folder
 from PIL import Image
 
-from helpers import REPO_ROOT, artefacts, fileio, workflows
+from helpers import REPO_ROOT, artefacts, fileio, training, workflows
 
 
 @pytest.mark.slow
@@ -44,6 +44,8 @@ def test_train_from_source_writes_complete_artefacts(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["n_images"] == 8 and 0 <= metrics["test"]["f1_micro"] <= 1
     assert result["images_per_second"] > 0
+    # the default cosine schedule: 1 epoch of warm-up to the peak, then down to 0 at the end
+    assert result["history"]["learning_rate"].tolist() == pytest.approx([1e-3, 0.0], abs=1e-9)
 
 
 @pytest.mark.slow
@@ -58,7 +60,9 @@ def test_train_from_source_multi_class_and_wrong_task(tmp_path):
     result = workflows.train_from_source(
         source, tmp_path / "run", layout="folders", model="mlp", task="auto", epochs=1,
         image_size=12, batch_size=6, val_size=0.2, test_size=0.2, log=None, augment=False,
+        schedule="plateau", learning_rate=2e-3,
     )
+    assert result["history"]["learning_rate"].tolist() == pytest.approx([2e-3])
     assert result["metadata"]["task"] == "multi_class"
     assert result["model"].layers[-1].activation.__name__ == "softmax"
 
@@ -115,9 +119,26 @@ def test_sigkilled_training_resumes_and_ends_with_complete_artefacts(tmp_path):
     ]
     model, metadata = artefacts.load_artefacts(out_dir)
     assert metadata["classes"] == ["blue", "red", "shirt", "shoe"]
-    assert artefacts.read_history(out_dir).index.tolist() == [0, 1, 2, 3]
+    history = artefacts.read_history(out_dir)
+    assert history.index.tolist() == [0, 1, 2, 3]
+    # the optimizer's step count was restored, so the schedule went on where it stopped:
+    # 12 training images in batches of 4 = 3 steps per epoch
+    schedule = training.cosine_schedule(1e-3, epochs=4, steps_per_epoch=3)
+    expected = [float(schedule(step)) for step in (3, 6, 9, 12)]
+    np.testing.assert_allclose(history["learning_rate"], expected, rtol=1e-5, atol=1e-9)
     assert not (out_dir / "backup").exists()
     assert not [name for name in os.listdir(out_dir) if name.startswith(".")]  # no temp files
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"schedule": "step"}, "schedule must be one of"),
+    ({"model": "smallvgg"}, "model must be one of"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+])
+def test_wrong_training_choices_are_refused_before_any_work(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        workflows.train_from_source(tmp_path / "missing", tmp_path / "run", log=None, **kwargs)
+    assert not (tmp_path / "run").exists()
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
