@@ -30,7 +30,8 @@ from helpers.data import list_images
 from helpers.evaluation import DEFAULT_THRESHOLD, apply_thresholds
 from helpers.images import ImageError, read_image
 from helpers.labels import to_label_lists
-from helpers.pipeline import dataset_from_dataframe, quiet_upstream_warnings
+from helpers.pipeline import quiet_upstream_warnings
+from helpers.shards import dataset_for
 
 
 def predict_dataset(model, data):
@@ -101,7 +102,7 @@ def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
             f"the dataset has labels the model was not trained on: {unknown}; "
             f"the model knows {classes}"
         )
-    dataset = dataset_from_dataframe(
+    dataset = dataset_for(  # files, or the rows of a shard folder
         dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
         batch_size=batch_size, shuffle=False,
     )

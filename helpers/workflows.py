@@ -16,14 +16,10 @@ import numpy as np
 from helpers import artefacts, evaluation, warn
 from helpers import models as model_builders
 from helpers.augment import DEFAULT_AUGMENT
-from helpers.data import load_dataset
 from helpers.labels import TASKS, LabelVocabulary, infer_task
-from helpers.pipeline import (
-    check_files,
-    dataset_from_dataframe,
-    quiet_upstream_warnings,
-)
+from helpers.pipeline import check_files, quiet_upstream_warnings
 from helpers.predict import predict_dataframe, predict_dataset
+from helpers.shards import check_shards, dataset_for, is_shard_frame, load_any
 from helpers.splits import split_dataframe
 from helpers.training import EpochLogger, compile_model, make_callbacks, restore_best
 
@@ -49,11 +45,11 @@ def train_from_source(
     Parameters
     ----------
     source : str or Path
-        Dataset folder, VOC root or CSV file.
+        Dataset folder, VOC root, CSV file or shard folder (``helpers.shards``).
     out_dir : str or Path
         Artefact folder.
     layout : str
-        One of ``helpers.data.LAYOUTS``.
+        One of ``helpers.data.LAYOUTS``, or ``"shards"``.
     model : str
         ``"smallvggnet"``, ``"resnet50"``, ``"mlp"`` or ``"vgg16"``.
     epochs : int
@@ -121,11 +117,11 @@ def train_from_source(
     keras.utils.set_random_seed(seed)
     cache = len(dataframe) * target_size[0] * target_size[1] * 3 * 4 < MEMORY_CACHE_BYTES
     common = dict(classes=vocabulary, target_size=target_size, batch_size=batch_size)
-    train_ds = dataset_from_dataframe(
+    train_ds = dataset_for(
         train_df, shuffle=True, seed=seed, cache=cache, **common,
         augment=(DEFAULT_AUGMENT if augment is True else augment) or None,
     )
-    val_ds = (dataset_from_dataframe(val_df, shuffle=False, cache=cache, **common)
+    val_ds = (dataset_for(val_df, shuffle=False, cache=cache, **common)
               if len(val_df) else None)
 
     network = build_compiled_model(
@@ -185,14 +181,18 @@ def load_usable(source, layout="auto", target_size=(64, 64), log=print, **load_o
     (dataframe, counts, skipped): the usable rows, ``{"found", "used", "skipped",
     "skipped_by_loader", "unreadable"}``, and ``{"path", "reason"}`` of every input left out.
     """
-    dataframe = load_dataset(source, layout=layout, **load_options)
+    dataframe = load_any(source, layout=layout, **load_options)
     loader_skipped = list(dataframe.attrs.get("skipped", []))
     n_listed = len(dataframe)
-    roads, unreadable = check_files(dataframe["filename"].astype(str).tolist(), target_size,
-                                    full_decode=True)
-    for item in unreadable:
-        warn(f"skipped {item['path']}: {item['reason']}")
-    dataframe = dataframe[roads >= 0].reset_index(drop=True)
+    if is_shard_frame(dataframe):  # images were checked when packed; refuse damaged shards
+        check_shards(dataframe["shard_file"], verify="sha256")
+        unreadable = []
+    else:
+        roads, unreadable = check_files(dataframe["filename"].astype(str).tolist(), target_size,
+                                        full_decode=True)
+        for item in unreadable:
+            warn(f"skipped {item['path']}: {item['reason']}")
+        dataframe = dataframe[roads >= 0].reset_index(drop=True)
     skipped = loader_skipped + unreadable
     counts = {
         "found": n_listed + len(loader_skipped), "used": len(dataframe),
@@ -329,7 +329,7 @@ def final_metrics(network, history, monitor, frames, dataset_options, task):
         metrics["best_" + monitor] = float(history.loc[best, monitor])
     for name, frame in frames.items():
         if len(frame):
-            dataset = dataset_from_dataframe(frame, shuffle=False, **dataset_options)
+            dataset = dataset_for(frame, shuffle=False, **dataset_options)
             y_true, y_prob = predict_dataset(network, dataset)
             metrics[name] = dict(evaluation.threshold_metrics(y_true, y_prob, task),
                                  n_images=int(len(y_true)))
@@ -373,6 +373,8 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     model, metadata = artefacts.load_artefacts(model_dir)
+    if is_shard_frame(dataframe):
+        check_shards(dataframe["shard_file"], verify="sha256")
     classes, task = metadata["classes"], metadata["task"]
     thresholds = np.asarray(metadata["thresholds"], dtype=float)
     if tune_thresholds:
