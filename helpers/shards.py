@@ -58,7 +58,9 @@ FORMAT_VERSION = 1
 DEFAULT_SHARD_MB = 100
 MIN_SHARDS = 16
 DEFAULT_CYCLE_LENGTH = 8
-READ_BUFFER_BYTES = 4 << 20
+# Read buffer per open shard: memory is bounded by it times the files read at once.
+READ_BUFFER_BYTES = 1 << 20
+PARSE_BATCH = 64
 # The columns a shard folder's DataFrame has besides those of its source.
 FACT_COLUMNS = ("width", "height", "mode", "format", "orientation", "complete", "bytes")
 PLACE_COLUMNS = ("shard_file", "record", "record_id")
@@ -686,7 +688,7 @@ def dataset_from_shards(
 
     ``from_tensor_slices(shard files)`` → ``.shard(num_workers, worker_index)`` (whole files
     per worker) → shuffle the files → ``interleave(TFRecordDataset, cycle_length, parallel)``
-    → keep the rows of ``dataframe`` → shuffle the records → decode, cache, batch, scale to
+    → parse (64 records at a time) and keep the rows of ``dataframe`` → shuffle the records → decode, cache, batch, scale to
     [0, 1], augment and prefetch exactly as ``helpers.pipeline.dataset_from_dataframe`` does
     (the same functions).
 
@@ -772,9 +774,12 @@ def dataset_from_shards(
     features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
                 "image/record_id": tf.io.FixedLenFeature([], tf.int64)}
 
-    def parse(record):
-        example = tf.io.parse_single_example(record, features)
-        return example["image/encoded"], positions.lookup(example["image/record_id"])
+    def parse(records):
+        # A batch of records at a time (vectorised parsing), keeping those of ``dataframe``.
+        example = tf.io.parse_example(records, features)
+        position = positions.lookup(example["image/record_id"])
+        kept = position >= 0
+        return tf.boolean_mask(example["image/encoded"], kept), tf.boolean_mask(position, kept)
 
     def load(encoded, position):
         image, ok = decode(encoded, road_of[position], name_of[position])
@@ -788,8 +793,8 @@ def dataset_from_shards(
     dataset = dataset.interleave(
         lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
         cycle_length=cycle_length, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.filter(lambda encoded, position: position >= 0)
+    dataset = dataset.batch(PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                             deterministic=deterministic).unbatch()
     if shuffle:
         dataset = dataset.shuffle(min(n_images, shuffle_buffer_size), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
