@@ -649,6 +649,34 @@ def _check_workers(num_workers, worker_index, n_files):
             "ideally 10x as many files as workers)")
 
 
+def worker_shares(dataframe, num_workers):
+    """Which shard files, and how many of the rows, each worker reads (as :func:`dataset_from_shards`).
+
+    Worker ``i`` reads the files ``i, i + num_workers, ...`` of the sorted files that hold the
+    rows, so the workers' image counts differ by up to a shard's worth: synchronous training
+    on several workers must run the same number of steps on each (the smallest share's).
+
+    Parameters
+    ----------
+    dataframe : pandas.DataFrame
+        Rows of a shard folder (from :func:`load_shards`, or a split of them).
+    num_workers : int
+
+    Returns
+    -------
+    list of dict
+        Per worker: ``worker``, ``files`` (paths) and ``n_images``.
+    """
+    files = sorted(set(dataframe["shard_file"]))
+    _check_workers(num_workers, 0, len(files))
+    counts = dataframe["shard_file"].value_counts()
+    shares = []
+    for index in range(num_workers):
+        mine = files[index::num_workers]  # what Dataset.shard(num_workers, index) keeps
+        shares.append({"worker": index, "files": mine, "n_images": int(counts[mine].sum())})
+    return shares
+
+
 def _yield_order(counts, cycle_length):
     """``(file, record)`` pairs in the order a deterministic interleave over the files yields them.
 
@@ -746,7 +774,7 @@ def dataset_from_shards(
 
     files = sorted(set(dataframe["shard_file"]))
     _check_workers(num_workers, worker_index, len(files))
-    mine = files[worker_index::num_workers]  # what Dataset.shard below keeps
+    mine = worker_shares(dataframe, num_workers)[worker_index]["files"]
     check_shards(mine, verify=verify)
     keep = dataframe["shard_file"].isin(set(mine)).to_numpy()
     rows = dataframe[keep]

@@ -209,6 +209,9 @@ def test_each_worker_reads_its_own_whole_files(written, num_workers):
     assert sum(len(f) for f in files) == len(set(rows["shard_file"]))
     names = [name for part in parts for name in part.file_paths]
     assert sorted(names) == sorted(rows["filename"])
+    shares = shards.worker_shares(rows, num_workers)
+    assert [share["files"] for share in shares] == [part.shard_files for part in parts]
+    assert [share["n_images"] for share in shares] == [part.n_images for part in parts]
     for part in parts:
         assert len(as_arrays(part)[0]) == part.n_images == len(part.file_paths)
         assert part.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF
