@@ -225,7 +225,9 @@ def load_shards(directory):
         folder; a name, not a file on disk), ``labels``, the header facts ``width``,
         ``height`` (as displayed), ``mode``, ``format``, ``orientation``, ``complete``,
         ``bytes``, where it lives (``shard_file``, ``record`` within it, ``record_id``
-        across the folder) and the source's other columns. ``attrs``: ``layout``
+        across the folder), ``source_row`` (its row in the DataFrame it was packed from; the
+        rows come in that order, so a split of them is the split of the source's readable
+        rows) and the source's other columns. ``attrs``: ``layout``
         ``"shards"``, ``directory``, ``skipped`` (inputs left out when packing) and
         ``manifest``.
     """
@@ -244,6 +246,8 @@ def load_shards(directory):
     frame["filename"] = [_join(directory, name) for name in frame["filename"]]
     frame["shard_file"] = [_join(directory, name) for name in frame.pop("shard")]
     frame["complete"] = frame["complete"].astype(bool)
+    # In the source's order: a split of these rows is then the split of the source's rows.
+    frame = frame.sort_values("source_row", kind="stable").reset_index(drop=True)
     frame.attrs.update(layout=LAYOUT, directory=directory, skipped=list(manifest.get("skipped", [])),
                        manifest=manifest)
     return frame
@@ -308,16 +312,16 @@ def _plan(dataframe, shard_size_mb, seed):
     names = _relative_names(paths, dataframe.attrs.get("directory"))
     labels = to_label_lists(dataframe["labels"])
     extra = [c for c in dataframe.columns
-             if c not in ("filename", "labels", *FACT_COLUMNS, *PLACE_COLUMNS, "shard")]
+             if c not in ("filename", "labels", *FACT_COLUMNS, *PLACE_COLUMNS, "shard", "source_row")]
     shards, start = [], 0
     for shard, rows in enumerate(np.array_split(order, n_shards)):
-        items = [{"record_id": start + offset, "path": paths[row], "filename": names[row],
+        items = [{"record_id": start + offset, "source_row": int(row), "path": paths[row], "filename": names[row],
                   "labels": labels[row], "size": sizes[row], "mtime": stats[row][1],
                   "extra": {column: _scalar(dataframe[column].iloc[row]) for column in extra}}
                  for offset, row in enumerate(rows)]
         start += len(items)
         # What the shard must hold: a rerun keeps a finished shard only if this is unchanged.
-        key = [[i["record_id"], i["filename"], i["labels"], i["size"], i["mtime"]] for i in items]
+        key = [[i["record_id"], i["source_row"], i["filename"], i["labels"], i["size"], i["mtime"]] for i in items]
         digest = hashlib.sha256(json.dumps([FORMAT_VERSION, key], default=str).encode()).hexdigest()
         shards.append({"file": _shard_name(shard, n_shards), "items": items, "inputs_sha256": digest})
     return shards, total, extra
@@ -388,7 +392,8 @@ def _write_one(out_dir, shard, stop, advance):
                     skipped.append({"path": item["path"], "reason": facts})
                 else:
                     writer.write(serialized)
-                    rows.append({"record_id": item["record_id"], "shard": shard["file"],
+                    rows.append({"record_id": item["record_id"], "source_row": item["source_row"],
+                                 "shard": shard["file"],
                                  "record": len(rows), "filename": item["filename"],
                                  "labels": json.dumps(item["labels"]), **facts, **item["extra"]})
                 advance()
@@ -536,7 +541,8 @@ def write_shards(dataframe, out_dir, shard_size_mb=None, seed=0, workers=None, p
 
     ordered = [parts[shard["file"]] for shard in plan]
     frame = pd.DataFrame([row for part in ordered for row in part["images"]],
-                         columns=["record_id", "shard", "record", "filename", "labels", *FACT_COLUMNS, *extra])
+                         columns=["record_id", "source_row", "shard", "record", "filename", "labels",
+                                  *FACT_COLUMNS, *extra])
     index_text = frame.to_csv(index=False)
     _write_text(_join(out_dir, INDEX_FILE), index_text)
     skipped = list(dataframe.attrs.get("skipped", [])) + [item for part in ordered for item in part["skipped"]]

@@ -1,6 +1,7 @@
 """TFRecord shards: what is written, what is read back, and what happens when things break."""
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -363,3 +364,38 @@ def test_cli_train_names_a_damaged_shard_without_a_traceback(shapes_shards, tmp_
     err = capsys.readouterr().err
     assert err.startswith("error:") and second.name in err and "Traceback" not in err
     assert "helpers shard" in err
+
+
+def test_a_split_of_the_shards_is_the_split_of_the_folder(written, frame, source):
+    out_dir = written[0]
+    from_files = split_dataframe(loose_frame(frame), seed=7)
+    from_shards = split_dataframe(shards.load_shards(out_dir), seed=7)
+    for files_part, shards_part in zip(from_files, from_shards):
+        assert [relative(path, source) for path in files_part["filename"]] == \
+            [relative(path, out_dir) for path in shards_part["filename"]]
+
+
+def test_any_tf_io_gfile_filesystem_works(frame):
+    # TensorFlow's in-memory filesystem stands in for a bucket: no local path is used.
+    out_dir = f"ram://shards-test-{uuid.uuid4().hex}"
+    small = loose_frame(frame).iloc[:20]
+    manifest = shards.write_shards(small, out_dir, shard_size_mb=SHARD_MB / 4, progress=False, log=None)
+    rows = shards.load_shards(out_dir)
+    assert rows["shard_file"].str.startswith("ram://").all() and len(rows) == manifest["n_images"] == 20
+    dataset = shards.dataset_from_shards(rows, target_size=TARGET, shuffle=False)
+    assert len(as_arrays(dataset)[0]) == 20
+    again = shards.write_shards(small, out_dir, shard_size_mb=SHARD_MB / 4, progress=False, log=None)
+    assert again["kept"] == manifest["n_shards"] and again["written"] == 0
+
+
+def test_a_shard_damaged_after_the_check_ends_its_records_not_the_epoch(written, tmp_path):
+    # verify="size" cannot see flipped bytes: the records' checksums stop that shard, and the
+    # epoch still has its number of batches, without an exception.
+    out_dir = shutil.copytree(written[0], tmp_path / "copy")
+    second = out_dir / written[1]["shards"][1]["file"]
+    content = bytearray(second.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    second.write_bytes(bytes(content))
+    dataset = shards.dataset_from_shards(shards.load_shards(out_dir), target_size=TARGET, batch_size=4,
+                                         shuffle=False, verify="size")
+    assert sum(1 for _ in dataset) == len(dataset)
