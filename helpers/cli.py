@@ -8,6 +8,7 @@ and exit code 2, never a traceback.
 import argparse
 import csv
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -147,7 +148,7 @@ def command_shard(args):
     manifest = write_shards(
         dataframe, args.out_dir, shard_size_mb=args.shard_size_mb, seed=args.seed,
         workers=args.workers, progress=not quiet, log=None if quiet else print,
-        written_with={"source": args.source, **options},
+        written_with={"source": os.path.abspath(args.source), **options},
     )
     if quiet:
         print_json({key: manifest[key] for key in ("n_images", "n_shards", "classes", "skipped",
