@@ -241,6 +241,10 @@ def load_shards(directory):
                          + _repair_hint(manifest, directory))
     frame = pd.read_csv(io.StringIO(text), dtype={"filename": str, "labels": str, "shard": str,
                                                   "mode": str, "format": str})
+    missing = [c for c in ("record_id", "source_row", "shard", "record", "filename", "labels", *FACT_COLUMNS)
+               if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {missing}; " + _repair_hint(manifest, directory))
     decoded = {text: json.loads(text) for text in pd.unique(frame["labels"])}
     frame["labels"] = [list(decoded[text]) for text in frame["labels"]]
     frame["filename"] = [_join(directory, name) for name in frame["filename"]]
