@@ -41,6 +41,7 @@ bench: setup
 	$(PY) -m pip install --quiet --no-deps --upgrade --target .venv-bench -r benchmarks/requirements.txt
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/scan_csv.py
+	$(PY) benchmarks/shards.py
 
 clean:
 	rm -rf outputs

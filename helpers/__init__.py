@@ -12,6 +12,7 @@ One module per stage of the data flow; a module imports only modules above it in
 ``splits``              train / validation / test splits (stratified, grouped)
 ``augment``             ImageDataGenerator-style augmentation for Keras 3
 ``pipeline``            DataFrame → ``tf.data`` batches
+``shards``              TFRecord shards: write, manifest, read back (by worker)
 ``evaluation``          truth + probabilities → metrics, thresholds (NumPy only)
 ``imbalance``           class and positive weights, weighted losses, priors
 ``models``              model builders (MLP, SmallVGGNet, ResNet50, VGG16)

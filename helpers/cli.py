@@ -1,6 +1,6 @@
 """Command-line interface: ``helpers COMMAND ...`` (or ``python -m helpers COMMAND ...``).
 
-Commands: make-data, scan, audit, train, predict, evaluate. Each prints a human-readable
+Commands: make-data, scan, audit, shard, train, predict, evaluate. Each prints a human-readable
 report by default and one JSON document with ``--format json``. Errors a user can fix
 (a wrong path, a bad argument, a mismatched model folder) end with a one-line message
 and exit code 2, never a traceback; an unexpected error (a bug) ends with a one-line
@@ -33,12 +33,13 @@ def print_json(document):
 def add_dataset_options(parser):
     """Options shared by every command that reads a dataset."""
     group = parser.add_argument_group("dataset layout")
-    group.add_argument("source", help="dataset folder, VOC root or CSV file")
+    group.add_argument("source", help="dataset folder, VOC root, CSV file or shard folder")
     group.add_argument(
         "--layout",
-        choices=LAYOUTS,
+        choices=LAYOUTS + ("shards",),
         default="auto",
-        help="auto: voc when Annotations/ exists, csv for a .csv file, folders otherwise",
+        help="auto: shards when manifest.json exists, voc when Annotations/ exists, csv for a "
+        ".csv file, folders otherwise",
     )
     group.add_argument(
         "--folder-separator", default="_", help="split-folders: separator in folder names (default _)"
@@ -81,9 +82,9 @@ def dataset_options(args):
 
 
 def load_from_args(args):
-    from helpers.data import load_dataset
+    from helpers.shards import load_any
 
-    return load_dataset(args.source, **dataset_options(args))
+    return load_any(args.source, **dataset_options(args))
 
 
 def skipped_note(dataframe):
@@ -133,17 +134,37 @@ def command_scan(args):
 
 def command_audit(args):
     from helpers.scan import audit
+    from helpers.shards import audit_shards, is_shard_frame
 
     dataframe = load_from_args(args)
-    report = audit(dataframe, progress=args.format != "json")
+    report = (audit_shards if is_shard_frame(dataframe) else audit)(dataframe, progress=args.format != "json")
     if args.format == "json":
         print_json(report)
     else:
-        for item in report["files"]:
+        for item in report.get("shards", []) + report["files"]:
             if not item["ok"]:
                 print(f"BAD  {printable(item['path'])}: {item['error']}")
         print(f"{report['n_ok']} of {report['n_images']} images load; {report['n_bad']} do not{skipped_note(dataframe)}")
     return 0 if report["n_bad"] == 0 else 1
+
+
+def command_shard(args):
+    from helpers.shards import is_shard_folder, write_shards
+
+    if args.layout == "shards" or (args.layout == "auto" and is_shard_folder(args.source)):
+        raise ValueError(f"{args.source} already holds shards; give the dataset they were written from")
+    options = dataset_options(args)
+    dataframe = load_from_args(args)
+    quiet = args.format == "json"
+    manifest = write_shards(
+        dataframe, args.out_dir, shard_size_mb=args.shard_size_mb, seed=args.seed,
+        workers=args.workers, progress=not quiet, log=None if quiet else print,
+        written_with={"source": os.path.abspath(args.source), **options},
+    )
+    if quiet:
+        print_json({key: manifest[key] for key in ("n_images", "n_shards", "classes", "skipped",
+                                                   "bytes", "written", "kept")})
+    return 0
 
 
 def command_train(args):
@@ -297,6 +318,17 @@ def build_parser():
     add_dataset_options(audit)
     audit.add_argument("--format", choices=("text", "json"), default="text")
     audit.set_defaults(handler=command_audit)
+
+    shard = commands.add_parser("shard", help="pack a dataset's images into TFRecord shards")
+    add_dataset_options(shard)
+    shard.add_argument("out_dir", help="folder for the shards, images.csv and manifest.json")
+    shard.add_argument(
+        "--shard-size-mb", type=float, default=None,
+        help="target size of one shard (default: 100 MB, but at least 16 shards)")
+    shard.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards")
+    shard.add_argument("--workers", type=int, default=None, help="shards written at once (default: CPUs)")
+    shard.add_argument("--format", choices=("text", "json"), default="text")
+    shard.set_defaults(handler=command_shard)
 
     train = commands.add_parser("train", help="train a model and save its artefacts")
     add_dataset_options(train)

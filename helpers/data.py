@@ -817,6 +817,9 @@ def load_dataset(
     pandas.DataFrame
         See the module docstring for the columns and ``attrs``.
     """
+    if layout in ("auto", "shards") and (Path(source) / "manifest.json").is_file():
+        raise ValueError(f"{source} holds TFRecord shards (manifest.json): load it with "
+                         "helpers.shards.load_shards (or helpers.shards.load_any)")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if not Path(source).exists():

@@ -33,7 +33,8 @@ from helpers.evaluation import DEFAULT_THRESHOLD, apply_thresholds
 from helpers.fileio import printable
 from helpers.images import ImageError, read_header, read_image
 from helpers.labels import to_label_lists
-from helpers.pipeline import dataset_from_dataframe, missing_files, quiet_upstream_warnings
+from helpers.pipeline import missing_files, quiet_upstream_warnings
+from helpers.shards import dataset_for
 
 
 def predict_rows(model, dataset):
@@ -43,8 +44,9 @@ def predict_rows(model, dataset):
     ----------
     model : keras.Model
     dataset : tf.data.Dataset
-        From ``helpers.pipeline.dataset_from_dataframe`` (its ``for_prediction`` variant
-        is used: no augmentation, every image once).
+        From ``helpers.pipeline.dataset_from_dataframe`` or
+        ``helpers.shards.dataset_from_shards`` (its ``for_prediction`` variant is used: no
+        augmentation, every image once).
 
     Returns
     -------
@@ -149,7 +151,7 @@ def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
             f"the dataset has labels the model was not trained on: {unknown}; "
             f"the model knows {classes}"
         )
-    dataset = dataset_from_dataframe(
+    dataset = dataset_for(  # files, or the rows of a shard folder
         dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
         batch_size=batch_size, shuffle=False,
     )

@@ -294,13 +294,15 @@ def scan(df, sizes=True, progress=False):
     n_images = int(len(df))
     combinations = _combinations(df)
     counts = _label_counts_from(combinations)
-    missing = find_missing(df["filename"].tolist())
+    # Images packed in shards (helpers.shards) are no files; their header facts are columns.
+    packed = {"shard_file", "record_id"} <= set(df.columns)
+    missing = [] if packed else find_missing(df["filename"].tolist())
     summary = None
     unreadable = []
     if sizes:
         missing_set = set(missing)
         present = df[~df["filename"].isin(missing_set)]
-        table = image_sizes(present, progress=progress)
+        table = present.assign(error=None) if packed else image_sizes(present, progress=progress)
         unreadable = [
             {"path": row.filename, "reason": row.error}
             for row in table[table["error"].notna()].itertuples()

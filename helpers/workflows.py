@@ -17,15 +17,14 @@ from helpers import artefacts, evaluation, warn
 from helpers import models as model_builders
 from helpers.fileio import printable
 from helpers.augment import DEFAULT_AUGMENT
-from helpers.data import load_dataset
 from helpers.labels import TASKS, LabelVocabulary, infer_task
 from helpers.pipeline import (
     check_files,
-    dataset_from_dataframe,
     missing_files,
     quiet_upstream_warnings,
 )
 from helpers.predict import predict_dataframe, predict_rows
+from helpers.shards import check_shards, dataset_for, is_shard_frame, load_any
 from helpers.splits import split_dataframe
 from helpers.training import (
     EpochLogger,
@@ -67,11 +66,11 @@ def train_from_source(
     Parameters
     ----------
     source : str or Path
-        Dataset folder, VOC root or CSV file.
+        Dataset folder, VOC root, CSV file or shard folder (``helpers.shards``).
     out_dir : str or Path
         Artefact folder.
     layout : str
-        One of ``helpers.data.LAYOUTS``.
+        One of ``helpers.data.LAYOUTS``, or ``"shards"``.
     model : str
         ``"smallvggnet_gmp"`` (SmallVGGNet with a global max-pooling head), ``"smallvggnet"``
         (the tutorial's), ``"resnet50"``, ``"mlp"`` or ``"vgg16"``.
@@ -151,11 +150,11 @@ def train_from_source(
     keras.utils.set_random_seed(seed)
     cache = len(dataframe) * target_size[0] * target_size[1] * 3 * 4 < MEMORY_CACHE_BYTES
     common = dict(classes=vocabulary, target_size=target_size, batch_size=batch_size)
-    train_ds = dataset_from_dataframe(
+    train_ds = dataset_for(
         train_df, shuffle=True, seed=seed, cache=cache, **common,
         augment=(DEFAULT_AUGMENT if augment is True else augment) or None,
     )
-    val_ds = (dataset_from_dataframe(val_df, shuffle=False, cache=cache, **common)
+    val_ds = (dataset_for(val_df, shuffle=False, cache=cache, **common)
               if len(val_df) else None)
 
     if learning_rate is None:
@@ -222,14 +221,18 @@ def load_usable(source, layout="auto", target_size=(64, 64), log=print, **load_o
     (dataframe, counts, skipped): the usable rows, ``{"found", "used", "skipped",
     "skipped_by_loader", "unreadable"}``, and ``{"path", "reason"}`` of every input left out.
     """
-    dataframe = load_dataset(source, layout=layout, **load_options)
+    dataframe = load_any(source, layout=layout, **load_options)
     loader_skipped = list(dataframe.attrs.get("skipped", []))
     n_listed = len(dataframe)
-    roads, unreadable = check_files(dataframe["filename"].astype(str).tolist(), target_size,
-                                    full_decode=True)
-    for item in unreadable:
-        warn(f"skipped {printable(item['path'])}: {item['reason']}")
-    dataframe = dataframe[roads >= 0].reset_index(drop=True)
+    if is_shard_frame(dataframe):  # images were checked when packed; refuse damaged shards
+        check_shards(dataframe["shard_file"], verify="sha256")
+        unreadable = []
+    else:
+        roads, unreadable = check_files(dataframe["filename"].astype(str).tolist(), target_size,
+                                        full_decode=True)
+        for item in unreadable:
+            warn(f"skipped {printable(item['path'])}: {item['reason']}")
+        dataframe = dataframe[roads >= 0].reset_index(drop=True)
     skipped = loader_skipped + unreadable
     counts = {
         "found": n_listed + len(loader_skipped), "used": len(dataframe),
@@ -368,7 +371,7 @@ def final_metrics(network, history, monitor, frames, dataset_options, task):
         metrics["best_" + monitor] = float(history.loc[best, monitor])
     for name, frame in frames.items():
         if len(frame):
-            dataset = dataset_from_dataframe(frame, shuffle=False, **dataset_options)
+            dataset = dataset_for(frame, shuffle=False, **dataset_options)
             y_true, y_prob, rows = predict_rows(network, dataset)
             skipped = list(dataset.skipped) + missing_files(dataset, rows)
             values = evaluation.threshold_metrics(y_true, y_prob, task) if len(rows) else {}
@@ -414,6 +417,8 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     model, metadata = artefacts.load_artefacts(model_dir)
+    if is_shard_frame(dataframe):
+        check_shards(dataframe["shard_file"], verify="sha256")
     classes, task = metadata["classes"], metadata["task"]
     thresholds = np.asarray(metadata["thresholds"], dtype=float)
     if tune_thresholds:

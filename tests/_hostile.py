@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import struct
-import sys
 import zipfile
 import zlib
 from pathlib import Path

@@ -16,7 +16,7 @@ REPO = PACKAGE.parent
 # The import order the package docstring documents: a module may import only earlier ones.
 LAYERS = [
     "fileio", "images", "data", "scan", "labels", "splits", "augment", "pipeline",
-    "evaluation", "imbalance", "models", "artefacts", "predict", "explain", "training", "plots",
+    "shards", "evaluation", "imbalance", "models", "artefacts", "predict", "explain", "training", "plots",
     "generate", "workflows", "notebook", "cli", "__main__",
 ]
 
@@ -61,7 +61,7 @@ def test_the_package_docstring_lists_the_modules_in_import_order():
 
 
 @pytest.mark.parametrize("module", ["fileio", "images", "data", "scan", "labels", "splits",
-                                    "evaluation", "generate"])
+                                    "shards", "evaluation", "generate"])
 def test_light_modules_import_without_tensorflow(module):
     code = (f"import sys, helpers.{module}; "
             "print(json.dumps(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)))")
