@@ -7,7 +7,7 @@ its later epochs (decoded images cached in memory); (b) and (c) again with the K
 ``RandomAffine`` layer doing the augmentation instead of OpenCV.
 
 Memory: peak resident memory (RSS) of loading every image into one float64 array,
-as SOURCES B and D do, against streaming with our pipeline, at 1x and 4x the
+as the clothing and animals tutorials do, against streaming with our pipeline, at 1x and 4x the
 dataset (4x lists every file four times).
 
 Every measurement runs in its own child process, so imports, caches and peak
@@ -113,7 +113,7 @@ def child_ours_speed(spec):
 
 
 def child_float64_memory(spec):
-    """SOURCES B/D: read every image with OpenCV, then one float64 array divided by 255."""
+    """the clothing and animals tutorials: read every image with OpenCV, then one float64 array divided by 255."""
     import cv2
     import numpy as np
     import tensorflow  # noqa: F401  (both tutorials import Keras/TensorFlow first)
@@ -192,7 +192,7 @@ def speed_table(results, spreads, n_images, size):
     keras2 = results.get("a")
     lines = [
         f"Speed: {n_images} JPEGs of the embedded fashion data at {size}x{size}, batch 32, "
-        "SOURCES B augmentation. Median of the runs (each run: median of its epochs), "
+        "the clothing tutorial's augmentation. Median of the runs (each run: median of its epochs), "
         "and the slowest and fastest run.",
         "",
         "| Method | Setup (s) | Images/s | vs (a) | Runs (images/s) | Images per CPU-second | vs (a) |",
@@ -300,7 +300,7 @@ def main(argv=None):
             memory_rows = []
             for scale in args.scales:
                 scaled = dict(spec, repeat=scale)
-                memory_rows.append((f"float64 array (SOURCES B/D), {scale}x", run_child("float64_memory", scaled)))
+                memory_rows.append((f"float64 array (the clothing and animals tutorials), {scale}x", run_child("float64_memory", scaled)))
                 memory_rows.append((f"ours, streaming (no cache), {scale}x", run_child("ours_memory", dict(scaled, cache=False))))
                 memory_rows.append((f"ours, memory cache, {scale}x", run_child("ours_memory", dict(scaled, cache=True))))
             tables.append(memory_table(memory_rows, args.target_size))

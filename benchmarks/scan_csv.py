@@ -37,7 +37,7 @@ from helpers.scan import (
 CLOCK = time.perf_counter
 SOURCE_IMAGES = 112_120
 NO_FINDING = 60_361
-# Real per-finding image counts of Data_Entry_2017 (SOURCES E).
+# Real per-finding image counts of Data_Entry_2017 (the chest X-ray question).
 FINDINGS = {
     "Infiltration": 19_894, "Effusion": 13_317, "Atelectasis": 11_559, "Nodule": 6_331,
     "Mass": 5_782, "Pneumothorax": 5_302, "Consolidation": 4_667,

@@ -270,6 +270,7 @@ def command_evaluate(args):
         split=args.split,
         tune_thresholds=args.tune_thresholds,
         batch_size=args.batch_size,
+        min_precision=args.min_precision,
     )
     if args.format == "json":
         print_json(report)
@@ -291,7 +292,12 @@ def command_evaluate(args):
         print(f"{average + ' avg':<20} {row['precision']:9.3f} {row['recall']:9.3f} {row['f1']:9.3f}")
     print(f"mAP {report['mAP']:.3f}")
     if args.tune_thresholds:
-        print(f"tuned thresholds saved to {Path(args.model_dir) / 'labels.json'}")
+        print("thresholds tuned on the validation split:")
+        for label, row in report["threshold_choice"]["per_class"].items():
+            why = (f"kept: validation F1 {row['gain']:+.3f} over the default (noise {row['noise']:.3f})"
+                   if row["kept"] else f"default kept: {row['reason']}")
+            print(f"  {label:<20} {row['threshold']:.3f}  {why}")
+        print(f"saved to {printable(Path(args.model_dir) / 'labels.json')}")
     return 0
 
 
@@ -402,7 +408,13 @@ def build_parser():
         default="all",
         help="restrict to a split saved at training time (when SOURCE is the training dataset)",
     )
-    evaluate.add_argument("--tune-thresholds", action="store_true", help="tune per-class thresholds on the validation split and save them")
+    evaluate.add_argument(
+        "--tune-thresholds", action="store_true",
+        help="tune per-class thresholds on the validation split, keep those that help beyond noise "
+             "without predicting a class far more often than it occurs, and save them",
+    )
+    evaluate.add_argument("--min-precision", type=float, default=None,
+                          help="with --tune-thresholds: only thresholds whose validation precision reaches this")
     evaluate.add_argument("--format", choices=("text", "json"), default="text")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.set_defaults(handler=command_evaluate)

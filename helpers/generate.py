@@ -2,7 +2,7 @@
 
 Three presets:
 
-- ``fashion``: one folder per ``colour_item`` pair, as in the clothing dataset (SOURCES B).
+- ``fashion``: one folder per ``colour_item`` pair, as in the clothing tutorial's dataset.
   Each image shows one garment silhouette (dress, jeans, shirt, shoe or bag) in a shade of its
   colour, rotated, scaled and placed anywhere, over a textured background with clutter that
   also uses the label colours. The colour histogram alone is ambiguous, so a model has to find
@@ -45,7 +45,7 @@ JPEG_QUALITY = 90
 MARKER_START = ".generator.json"
 MARKER_COMPLETE = ".complete.json"
 
-# SOURCES B: folder → number of images in the original clothing dataset (5,547 in all).
+# Folder → number of images in the clothing tutorial's dataset (5,547 in all).
 FASHION_SOURCE_COUNTS = {
     "black_dress": 333,
     "black_jeans": 344,
@@ -175,7 +175,7 @@ def ensure_dataset(preset, quick=QUICK):
 
 
 def fashion_counts(scale=1.0):
-    """Number of images per ``colour_item`` folder at ``scale``, proportional to SOURCES B.
+    """Number of images per ``colour_item`` folder at ``scale``, proportional to the clothing tutorial's dataset.
 
     Parameters
     ----------

@@ -393,7 +393,8 @@ def rows_of_split(dataframe, model_dir, split):
     return chosen
 
 
-def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False, batch_size=32):
+def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False, batch_size=32,
+                       min_precision=None):
     """Evaluate a model folder on a dataset; optionally tune and save per-class thresholds.
 
     Parameters
@@ -404,9 +405,13 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
     split : str
         ``"all"``, or ``"train"`` / ``"val"`` / ``"test"`` as saved in ``splits.csv``.
     tune_thresholds : bool
-        Choose each class's threshold for the best F1 on the validation split, save it in
+        Tune each class's threshold on the validation split with
+        ``helpers.evaluation.choose_thresholds`` (the best F1, kept only where it helps
+        beyond noise without turning the class into "always yes"), save the result in
         ``labels.json`` and evaluate with it (multi-label only).
     batch_size : int
+    min_precision : float, optional
+        With ``tune_thresholds``: only thresholds whose validation precision reaches it.
 
     Returns
     -------
@@ -426,7 +431,8 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
             raise ValueError("tune_thresholds only applies to multi_label models")
         val_rows = rows_of_split(dataframe, model_dir, "val")
         y_val, p_val, _, _ = predict_dataframe((model, metadata), val_rows, batch_size)
-        thresholds = evaluation.tune_thresholds(y_val, p_val, classes=classes)
+        thresholds, table = evaluation.choose_thresholds(y_val, p_val, classes=classes,
+                                                         min_precision=min_precision)
         metadata = artefacts.update_thresholds(model_dir, thresholds)
 
     rows = dataframe if split == "all" else rows_of_split(dataframe, model_dir, split)
@@ -435,4 +441,12 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
     counts = {"found": int(len(rows)), "used": int(len(y_true)), "skipped": len(skipped)}
     report.update({"n_images": int(len(y_true)), "split": split, "skipped": skipped,
                    "counts": counts, "task": task})
+    if tune_thresholds:
+        report["threshold_choice"] = {
+            "per_class": {label: {key: row[key] for key in ("prevalence", "tuned", "share_tuned",
+                                                            "gain", "noise", "threshold", "kept",
+                                                            "reason")}
+                          for label, row in table.iterrows()},
+            "validation": dict(table.attrs),
+        }
     return report

@@ -758,14 +758,41 @@ def command_line(case, command, out):
     return ["evaluate", "--model-dir", model_dir, *dataset, *split, "--format", "json"]
 
 
+# Runs ``python -m MODULE ...`` or ``python -c CODE ...`` and, at exit, writes the process's
+# own peak resident memory (VmHWM, which exec resets) to the file named first. The rusage
+# of wait4 is not used: its ru_maxrss also counts the parent's pages the child held between
+# fork and exec, so a child of a large test process looked large.
+_PEAK_WRAPPER = """
+import atexit, runpy, sys
+peak_file, mode, target, *rest = sys.argv[1:]
+def write_peak():
+    with open("/proc/self/status") as status, open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(write_peak)
+if mode == "-m":
+    sys.argv = [target, *rest]
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    sys.argv = ["-c", *rest]
+    exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+"""
+
+
 def run_child(argv, timeout, cwd):
-    """Run argv; return (exit code or None on timeout, stdout, stderr, peak RSS in MB)."""
+    """Run argv; return (exit code or None on timeout, stdout, stderr, peak RSS in MB).
+
+    ``argv`` is ``[python, "-m", module, ...]`` or ``[python, "-c", code, ...]``; the peak is
+    the child's own (``VmHWM``), or ``ru_maxrss`` when it was killed before it could say.
+    """
     import signal
     import subprocess
     import tempfile
     import threading
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".peak") as peak_file:
+        if len(argv) >= 3 and argv[1] in ("-m", "-c"):
+            argv = [argv[0], "-c", _PEAK_WRAPPER, peak_file.name, *argv[1:]]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="default")
         process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd, env=env,
                                    start_new_session=True)
@@ -783,8 +810,10 @@ def run_child(argv, timeout, cwd):
         out.seek(0)
         err.seek(0)
         code = None if timed_out.is_set() else process.returncode
+        reported = peak_file.read().strip()
+        peak_kb = int(reported) if reported.isdigit() else usage.ru_maxrss
         return (code, out.read().decode("utf-8", "backslashreplace"),
-                err.read().decode("utf-8", "backslashreplace"), usage.ru_maxrss / 1024)
+                err.read().decode("utf-8", "backslashreplace"), peak_kb / 1024)
 
 
 def _summary(case, command, code, stdout, stderr):

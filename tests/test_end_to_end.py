@@ -100,6 +100,14 @@ def test_train_evaluate_predict_finish_and_report_each_skip_once(hostile_scenes,
     report = json.loads(capsys.readouterr().out)
     assert report["n_images"] > 0 and set(report["per_class"]) == set(json.loads((out / "labels.json").read_text())["classes"])
 
+    assert main(["evaluate", "--model-dir", str(out), str(hostile_scenes), "--split", "test",
+                 "--tune-thresholds", "--min-precision", "0.5"]) == 0
+    text = capsys.readouterr().out
+    saved = json.loads((out / "labels.json").read_text())
+    # One line per class says which threshold was saved and why.
+    for label, threshold in zip(saved["classes"], saved["thresholds"]):
+        assert re.search(rf"^  {re.escape(label)} +{threshold:.3f}  (kept|default kept): ", text, re.M), text
+
     assert main(["predict", "--model-dir", str(out), str(hostile_scenes / "JPEGImages"), "--format", "json"]) == 0
     captured = capsys.readouterr()
     results = json.loads(captured.out)
