@@ -112,6 +112,38 @@ def split_dataframe(df, val_size=0.15, test_size=0.15, seed=42, y_col="labels", 
     return tuple(splits)
 
 
+def with_groups(df, group, column="group"):
+    """Turn a grouping setting into a column: ``(df, group_column)`` for ``split_dataframe``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per image, with ``filename``.
+    group : None, str or callable
+        None: every image is its own group. A column name (``"Patient ID"``): that column.
+        A function of the file path (``lambda path: Path(path).stem.split("_")[0]``): its
+        result for each ``filename``, stored in ``column``; a file-name rule must fit the
+        data (VOC2012's ``2008_000123.jpg`` would be grouped by year).
+    column : str
+        Name of the column a function's groups go to.
+
+    Returns
+    -------
+    (pandas.DataFrame, str or None)
+        ``df`` (a copy with ``column`` when ``group`` is a function) and the column to pass
+        as ``group_column``.
+    """
+    if group is None:
+        return df, None
+    if isinstance(group, str):
+        if group not in df.columns:
+            raise ValueError(f"group: no column {group!r}; the DataFrame has {list(df.columns)}")
+        return df, group
+    if callable(group):
+        return df.assign(**{column: df["filename"].map(group)}), column
+    raise ValueError(f"group: expected None, a column name or a function of the file path, got {group!r}")
+
+
 def split_report(train_df, val_df, test_df, y_col="labels"):
     """Count each label in each split, to check that the split kept the label shares.
 

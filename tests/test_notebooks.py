@@ -1,4 +1,6 @@
 """Every notebook runs top to bottom in quick mode (same code path, fewer images and epochs)."""
+import importlib.util
+import json
 from pathlib import Path
 
 import nbformat
@@ -7,6 +9,11 @@ from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("0*.ipynb"))
+
+_spec = importlib.util.spec_from_file_location(
+    "check_claims", NOTEBOOKS_DIR.parent / "tools" / "check_claims.py")
+check_claims = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_claims)
 
 
 def snapshot(folder):
@@ -67,6 +74,9 @@ def test_notebook_runs_in_quick_mode(notebook_path, monkeypatch, outputs_dir):
     # Warnings name the caller's line, never IPython's machinery.
     text = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
     assert "interactiveshell.py" not in text
+    # The text states no duration, epoch or image count that the outputs do not show.
+    unsupported = check_claims.check(json.loads(nbformat.writes(notebook)))
+    assert not unsupported, "\n".join(f"cell {index}: {kind} {claim!r}" for index, kind, claim in unsupported)
 
 
 @pytest.mark.notebook

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import splits
 from helpers.splits import split_dataframe, split_report
 
 CLASSES = ["a", "b", "c", "d", "e", "f"]
@@ -126,3 +127,17 @@ def test_split_report_counts():
     assert report.loc["(images)", ["train", "val", "test"]].sum() == 200
     assert report.loc["a", ["train", "val", "test"]].sum() == label_share(frame)["a"]
     assert list(report.columns) == ["train", "val", "test", "train %", "val %", "test %"]
+
+
+def test_with_groups_turns_a_setting_into_a_column():
+    df = pd.DataFrame({"filename": ["/d/a_1.jpg", "/d/a_2.jpg", "/d/b_1.jpg"],
+                       "labels": [["x"], ["y"], ["x"]], "Patient ID": [7, 7, 8]})
+    assert splits.with_groups(df, None) == (df, None)
+    same, column = splits.with_groups(df, "Patient ID")
+    assert same is df and column == "Patient ID"
+    grouped, column = splits.with_groups(df, lambda path: path.rsplit("/", 1)[-1].split("_")[0])
+    assert column == "group" and grouped["group"].tolist() == ["a", "a", "b"] and "group" not in df
+    with pytest.raises(ValueError, match="no column 'Patient'"):
+        splits.with_groups(df, "Patient")
+    with pytest.raises(ValueError, match="expected None, a column name"):
+        splits.with_groups(df, 3)
