@@ -5,6 +5,7 @@ or an earlier notebook's output is newer than its own executed copy (``--force``
 Prints one line per notebook with its time, and the total.
 """
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -19,6 +20,9 @@ from traitlets.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_claims  # noqa: E402  (tools/ is not a package)
 
 
 def newest_mtime(paths):
@@ -96,6 +100,9 @@ def main(argv=None):
                 print(str(error)[-3000:], file=sys.stderr)
                 return 1
             print(f"{notebook_path.name:<28} {time.perf_counter() - start:7.1f} s", flush=True)
+            # Figures the text states that no output shows (tools/check_claims.py).
+            for index, kind, claim in check_claims.check(json.loads(executed_path.read_text(encoding="utf-8"))):
+                print(f"  warning: cell {index}: {kind} {claim!r} is not in any output")
         upstream_mtime = max(upstream_mtime, executed_path.stat().st_mtime)
     print(f"{'total':<28} {time.perf_counter() - total_start:7.1f} s")
     return 0
