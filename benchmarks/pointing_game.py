@@ -1,6 +1,7 @@
 """Does Grad-CAM point at the object? The pointing game on the generated colour/shape images.
 
-Trains a SmallVGGNet on the ``shapes`` preset with ``helpers.workflows.train_from_source``
+Trains a SmallVGGNet (``--model``: the global max-pooling one by default) on the ``shapes``
+preset with ``helpers.workflows.train_from_source``
 (what ``python -m helpers train DATA --layout split-folders`` runs) unless ``--model-dir``
 already holds a model, then predicts the images of its test split, or every image of
 ``--test-data`` (a shapes folder the model never saw, e.g. ``helpers make-data shapes DIR
@@ -10,7 +11,7 @@ and Grad-CAM) falls inside the shape's box, grown by ``--margin`` of the image h
 width on each side, and compares with always pointing at the image centre. The table has one
 row per label and one for all of them.
 
-Run:  .venv/bin/python benchmarks/pointing_game.py [--epochs 40] [--test-data DIR]
+Run:  .venv/bin/python benchmarks/pointing_game.py [--model smallvggnet] [--epochs 40] [--test-data DIR]
 """
 import argparse
 import time
@@ -46,11 +47,14 @@ def parse_arguments():
                         help="shapes dataset to train on (default: the embedded one)")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="model folder; trained there when it holds no model (default: "
-                             "outputs/benchmarks/pointing_game/smallvggnet_<size>px_<epochs>ep)")
+                             "outputs/benchmarks/pointing_game/<model>_<size>px_<epochs>ep)")
     parser.add_argument("--test-data", type=Path, default=None,
                         help="score every image of this shapes folder instead of the test split")
-    parser.add_argument("--epochs", type=int, default=40,
-                        help="training epochs (default 40: at 20 the model barely tells triangles)")
+    parser.add_argument("--model", default="smallvggnet_gmp", choices=("smallvggnet_gmp", "smallvggnet"),
+                        help="network, trained with the default recipe of `helpers train` "
+                             "(default: its default network)")
+    parser.add_argument("--epochs", type=int, default=15,
+                        help="length of the learning-rate schedule (default 15, as `helpers train`)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
@@ -78,10 +82,10 @@ def main():
     args = parse_arguments()
     data = args.data or ensure_dataset("shapes", quick=False)
     model_dir = args.model_dir or (OUTPUTS_DIR / "benchmarks" / "pointing_game"
-                                   / f"smallvggnet_{args.image_size}px_{args.epochs}ep")
+                                   / f"{args.model}_{args.image_size}px_{args.epochs}ep")
     if not (Path(model_dir) / "labels.json").is_file():
         start = time.perf_counter()
-        train_from_source(data, model_dir, layout="split-folders", model="smallvggnet",
+        train_from_source(data, model_dir, layout="split-folders", model=args.model,
                           epochs=args.epochs, image_size=args.image_size, seed=args.seed)
         print(f"trained in {time.perf_counter() - start:.0f} s")
     loaded = load_artefacts(model_dir)
