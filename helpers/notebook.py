@@ -57,15 +57,17 @@ class Notebook:
     out_dir: Path
 
     def save(self, figure_or_display, name):
-        """Save a figure (or a plot Display, or an Axes) as ``out_dir/<name>.png``; return the path."""
+        """Save a figure (or a plot Display, or an Axes) as ``out_dir/<name>.png``.
+
+        Returns None, so that a cell ending with it shows the figure and nothing else; the
+        file is ``nb.out_dir / f"{name}.png"``.
+        """
         figure = getattr(figure_or_display, "figure_", None) or getattr(
             figure_or_display, "figure", figure_or_display)
         if not hasattr(figure, "savefig"):
             raise ValueError(f"save: expected a matplotlib figure, Axes or Display, got "
                              f"{type(figure_or_display).__name__}")
-        path = self.out_dir / f"{name}.png"
-        figure.savefig(path)
-        return path
+        figure.savefig(self.out_dir / f"{name}.png")
 
     def outputs_of(self, notebook, *parts):
         """Path of another notebook's output in this run's mode (``outputs/<mode>/<notebook>/...``)."""
@@ -129,5 +131,5 @@ def setup(name, quiet=True, style=True):
     out_dir = OUTPUTS_DIR / mode / name
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook = Notebook(name=name, quick=QUICK, mode=mode, out_dir=out_dir)
-    print(f"{name}: {'quick' if QUICK else 'full'} mode, outputs in {out_dir}")
+    print(f"{name}: {mode} mode, outputs in {out_dir}")
     return notebook

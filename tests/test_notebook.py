@@ -27,8 +27,8 @@ def test_setup_gives_a_folder_per_mode_and_saves_any_figure(monkeypatch, tmp_pat
     assert nb.out_dir == tmp_path / nb.mode / "07_example" and nb.out_dir.is_dir()
     display = plots.plot_label_counts({"a": 2, "b": 1})
     figure, ax = plt.subplots()
-    saved = [nb.save(display, "display"), nb.save(figure, "figure"), nb.save(ax, "axes")]
-    assert [path.name for path in saved] == ["display.png", "figure.png", "axes.png"]
+    assert [nb.save(display, "display"), nb.save(figure, "figure"), nb.save(ax, "axes")] == [None] * 3
+    saved = [nb.out_dir / name for name in ("display.png", "figure.png", "axes.png")]
     assert all(path.stat().st_size > 0 for path in saved)
     assert nb.outputs_of("03_smallvggnet", "model") == tmp_path / nb.mode / "03_smallvggnet" / "model"
     with pytest.raises(ValueError, match="figure"):
