@@ -19,6 +19,7 @@ One module per stage of the data flow; a module imports only modules above it in
 ``artefacts``           the model folder: save, load, validate, splits.csv, history
 ``predict``             a model → probabilities and labels (dataset, split, files)
 ``training``            compile, callbacks (validation uses ``predict``)
+``distribute``          several devices, several workers: strategies, loop, launcher
 ``plots``               figures in scikit-learn's Display style
 ``generate``            the embedded datasets
 ``workflows``           train-and-save, evaluate a model folder

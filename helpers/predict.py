@@ -50,10 +50,16 @@ def predict_dataset(model, data):
         images, labels = data[0], data[1]
         return np.asarray(labels), np.asarray(model.predict(images, verbose=0))
     truths, probabilities = [], []
+    predict = model.predict_on_batch
+    strategy = getattr(model, "distribute_strategy", None)
+    if getattr(strategy, "num_replicas_in_sync", 1) > 1:
+        # Keras 3.15's predict_on_batch under MirroredStrategy returns every replica's rows.
+        def predict(images):
+            return model.predict(images, verbose=0)
     with quiet_upstream_warnings():
         for batch in data:
             truths.append(np.asarray(batch[1]))
-            probabilities.append(np.asarray(model.predict_on_batch(batch[0])))
+            probabilities.append(np.asarray(predict(batch[0])))
     if not truths:
         raise ValueError("the dataset to predict is empty")
     return np.concatenate(truths), np.concatenate(probabilities)
