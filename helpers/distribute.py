@@ -17,12 +17,14 @@ optimizer in a ``tf.function`` step run through ``strategy.run`` train, end with
 weights on both workers, and save with ``tf.train.Checkpoint``. Keras 3's
 ``BackupAndRestore`` is not multi-worker aware either, hence ``tf.train.CheckpointManager``.
 
-Global batch and learning rate: each worker (replica) takes ``batch_size`` images per step, so
-one step sees ``batch_size × replicas`` images and an epoch has ``replicas`` times fewer steps.
-The learning rate is multiplied by the number of replicas (the linear scaling rule of Goyal et
-al., "Accurate, large minibatch SGD", 2017) unless ``scale_learning_rate=False``; with Adam,
-whose steps are normalised, the rule matters less than with SGD, and for large factors a
-warm-up is advisable.
+Global batch and learning rate: ``batch_size`` is the global batch, split between the
+replicas (each takes ``batch_size / replicas`` images per step, the gradients are summed), and
+the learning rate is used as given, so N workers train as one process does, with the same
+steps per epoch: only the work per step is divided. To make use of more machines, raise the
+batch with them (e.g. the same per-replica batch as on one device: ``batch_size × N``) and
+the learning rate with it (the linear scaling rule of Goyal et al., "Accurate, large
+minibatch SGD", 2017: N times the rate, with a few epochs of warm-up for a large N; with Adam,
+whose steps are normalised, the rule matters less than with SGD).
 """
 import contextlib
 import hashlib
@@ -279,7 +281,7 @@ def fit_multi_worker(
     network : keras.Model
         Built and compiled (optimizer) under ``strategy.scope()``.
     train_dataset : callable
-        ``train_dataset(num_workers, worker_index, batch_size)`` → this worker's batches.
+        ``train_dataset(num_workers, worker_index, per_replica_batch)`` → this worker's batches.
     steps_per_epoch : int
         The same on every worker (the smallest share's batches).
     val_ds : tf.data.Dataset
@@ -292,7 +294,7 @@ def fit_multi_worker(
     loss, y_train
         As for ``helpers.training.make_loss``.
     batch_size : int
-        Per worker.
+        The global batch (``batch_size / replicas`` per replica).
     log : callable
 
     Returns
@@ -341,7 +343,7 @@ def fit_multi_worker(
 
         dataset = strategy.distribute_datasets_from_function(
             lambda context: train_dataset(context.num_input_pipelines, context.input_pipeline_id,
-                                          context.get_per_replica_batch_size(batch_size * replicas)
+                                          context.get_per_replica_batch_size(batch_size)
                                           ).repeat())
         iterator = iter(dataset)
 
@@ -350,12 +352,13 @@ def fit_multi_worker(
             def step(images, labels):
                 with tf.GradientTape() as tape:
                     probabilities = network(images, training=True)
-                    # The mean over this replica's batch / replicas: the all-reduced (summed)
-                    # gradients are those of the mean over the global batch.
+                    # The mean over this replica's batch, divided by the replicas: the summed
+                    # gradients are those of the global batch's mean. Keras 3 losses divide
+                    # by the replicas themselves in a replica context (scale_loss_for_distribution);
+                    # the model's own losses (regularisers) do not.
                     value = loss_fn(labels, probabilities)
                     if network.losses:
-                        value += tf.add_n(network.losses)
-                    value = value / replicas
+                        value += tf.add_n(network.losses) / replicas
                 gradients = tape.gradient(value, network.trainable_variables)
                 optimizer.apply_gradients(zip(gradients, network.trainable_variables))
                 return value, labels, probabilities
@@ -386,7 +389,7 @@ def fit_multi_worker(
                                               strategy.experimental_local_results(probabilities)):
                     update_metrics(truth, probability)
             train_seconds = time.perf_counter() - start
-            images_per_second = steps_per_epoch * batch_size * replicas / train_seconds
+            images_per_second = steps_per_epoch * batch_size / train_seconds
             row = {"epoch": epoch, "loss": total / steps_per_epoch}
             row.update(_metric_results(strategy, train_metrics))
             if val_ds is not None:

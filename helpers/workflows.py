@@ -35,8 +35,7 @@ def train_from_source(
     source, out_dir, layout="auto", model="smallvggnet", epochs=30, image_size=64,
     batch_size=32, seed=42, loss=None, task="multi_label", augment=True, val_size=0.15,
     test_size=0.15, group_column=None, learning_rate=1e-3, optimizer="adam", patience=10,
-    weights=None, trainable_layers=0, monitor=None, log=print, strategy=None,
-    scale_learning_rate=True, **load_options,
+    weights=None, trainable_layers=0, monitor=None, log=print, strategy=None, **load_options,
 ):
     """Train a model on a dataset in any supported layout and save its artefact folder.
 
@@ -87,11 +86,9 @@ def train_from_source(
         ``helpers.distribute.multi_worker_strategy()`` (in each worker process, from
         ``TF_CONFIG``): the custom loop of ``helpers.distribute.fit_multi_worker``, each worker
         reading its own shard files (or every N-th file), the chief (worker 0) alone writing
-        ``out_dir``. ``batch_size`` is then per replica: one step takes ``batch_size ×
-        replicas`` images.
-    scale_learning_rate : bool
-        With a strategy, multiply ``learning_rate`` by the number of replicas (the linear
-        scaling rule for the larger global batch).
+        ``out_dir``. ``batch_size`` stays the global batch, split between the replicas
+        (it must be a multiple of their number), and ``learning_rate`` is used as given: the
+        same training as in one process (see ``helpers.distribute`` for larger batches).
     **load_options
         Passed to ``helpers.data.load_dataset`` (``image_column``, ``separator``...).
 
@@ -103,6 +100,9 @@ def train_from_source(
     _check_choices(task, model, epochs)
     target_size = _target_size(image_size)
     replicas, chief, multi_worker = _distribution(strategy)
+    if batch_size % replicas:
+        raise ValueError(f"batch_size {batch_size} is the global batch, split between the {replicas} "
+                         f"replicas: give a multiple of {replicas}")
     out_dir = Path(out_dir)
     if chief:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,8 +141,6 @@ def train_from_source(
     val_ds = (dataset_for(val_df, shuffle=False, cache=cache, **common)
               if len(val_df) else None)
 
-    if replicas > 1 and scale_learning_rate:
-        learning_rate = learning_rate * replicas
     build = dict(name=model, target_size=target_size, vocabulary=vocabulary, task=task, loss=loss,
                  learning_rate=learning_rate, optimizer=optimizer, weights=weights,
                  trainable_layers=trainable_layers, y_train=vocabulary.encode(train_df["labels"]))
@@ -153,7 +151,7 @@ def train_from_source(
         where = (f"this is worker {distribute.worker_place(strategy)[1]}{' (chief)' if chief else ''}"
                  if multi_worker else ", ".join(strategy.extended.worker_devices))
         log(f"{replicas} {'workers' if multi_worker else 'devices'} ({where}): global batch "
-            f"{batch_size * replicas} ({batch_size} per replica), learning rate {learning_rate:g}")
+            f"{batch_size} ({batch_size // replicas} per replica), learning rate {learning_rate:g}")
     if multi_worker:
         network, history, images_per_second = _fit_on_workers(
             strategy, network, train_df, train_options, val_ds, out_dir, epochs, batch_size,
@@ -163,7 +161,7 @@ def train_from_source(
             return {"model": network, "metadata": None, "history": None, "metrics": None,
                     "out_dir": out_dir, "counts": counts, "images_per_second": images_per_second}
     else:
-        train_ds = dataset_for(train_df, batch_size=batch_size * replicas, **train_options)
+        train_ds = dataset_for(train_df, batch_size=batch_size, **train_options)
         history, images_per_second = fit_resumable(
             network, train_ds, val_ds, out_dir, epochs=epochs, done_epochs=done_epochs,
             monitor=monitor, patience=patience, task=task, log=log, n_train=len(train_df))
@@ -207,7 +205,7 @@ def _fit_on_workers(strategy, network, train_df, train_options, val_ds, out_dir,
         shares = [len(train_df.iloc[index::num_workers]) for index in range(num_workers)]
     if min(shares) == 0:
         raise ValueError(f"{num_workers} workers but only {len(train_df)} training images")
-    steps = min(math.ceil(share / batch_size) for share in shares)
+    steps = min(math.ceil(share / (batch_size // strategy.num_replicas_in_sync)) for share in shares)
 
     def train_dataset(n_workers, worker_index, per_replica_batch):
         if is_shard_frame(train_df):

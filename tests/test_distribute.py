@@ -185,6 +185,14 @@ def helpers_command(argv, scratch, timeout=RUN_SECONDS, popen=False):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def finished(argv, scratch):
+    """The output of ``python -m helpers ARGV``, which must succeed."""
+    run = helpers_command(argv, scratch)
+    text = run.stdout + run.stderr
+    assert run.returncode == 0, text[-3000:]
+    return text
+
+
 def digests(text):
     return dict(re.findall(r"\[worker (\d)\] final weights sha256 ([0-9a-f]{64})", text))
 
@@ -192,10 +200,8 @@ def digests(text):
 @pytest.mark.slow
 def test_two_workers_train_in_step_and_write_a_complete_model_folder(shapes_shards, scratch, tmp_path):
     out = tmp_path / "model"
-    run = helpers_command(["train", shapes_shards, "--workers", "2", "--epochs", "3", "--out", out,
-                           *TRAIN, "--worker-timeout", RUN_SECONDS], scratch)
-    text = run.stdout + run.stderr
-    assert run.returncode == 0, text[-3000:]
+    text = finished(["train", shapes_shards, "--workers", "2", "--epochs", "3", "--out", out, *TRAIN,
+                     "--worker-timeout", RUN_SECONDS], scratch)
     assert "[worker 0] 2 workers (this is worker 0 (chief))" in text
     assert "2 workers finished" in text
     assert len(set(digests(text).values())) == 1 and set(digests(text)) == {"0", "1"}
@@ -231,9 +237,7 @@ def test_a_killed_worker_stops_the_run_and_the_rerun_resumes(shapes_shards, scra
     assert not (out / "model.keras").exists()
     assert_nothing_left(first, scratch)
 
-    rerun = helpers_command(argv, scratch)
-    text = rerun.stdout + rerun.stderr
-    assert rerun.returncode == 0, text[-3000:]
+    text = finished(argv, scratch)
     assert "[worker 0] Resuming from epoch 2/3" in text and "[worker 1] Resuming from epoch 2/3" in text
     assert "epoch 1/3" not in text and "[worker 0] epoch 3/3" in text
     assert len(set(digests(text).values())) == 1
@@ -245,12 +249,10 @@ def test_a_killed_worker_stops_the_run_and_the_rerun_resumes(shapes_shards, scra
 @pytest.mark.slow
 def test_two_logical_cpu_devices_train_with_fit(shapes_shards, scratch, tmp_path):
     out = tmp_path / "model"
-    run = helpers_command(["train", shapes_shards, "--devices", "2", "--epochs", "2", "--out", out,
-                           *TRAIN], scratch)
-    text = run.stdout + run.stderr
-    assert run.returncode == 0, text[-3000:]
+    text = finished(["train", shapes_shards, "--devices", "2", "--epochs", "2", "--out", out, *TRAIN],
+                    scratch)
     assert re.search(r"2 devices \(/job:localhost/replica:0/task:0/device:CPU:0, .*CPU:1\): "
-                     r"global batch 32 \(16 per replica\), learning rate 0.002", text)
+                     r"global batch 16 \(8 per replica\), learning rate 0.001", text)
     assert (out / "model.keras").is_file() and len(pd.read_csv(out / "history.csv")) == 2
     assert list(scratch.iterdir()) == []
 
