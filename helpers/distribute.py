@@ -43,10 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import artefacts
-from helpers.evaluation import threshold_metrics
 from helpers.fileio import atomic_write_json, atomic_write_text
-from helpers.training import make_loss, task_metrics
+
+# TensorFlow, Keras and the training modules are imported where they are used, so that the
+# launcher (``helpers train --workers N``) starts its workers without loading them first.
 
 CHECKPOINT_PREFIX = "epoch"
 
@@ -235,6 +235,8 @@ def _metric_results(strategy, metrics):
 
 
 def _validate(predict_step, dataset, loss, task, val_metrics, update_metrics):
+    from helpers.evaluation import threshold_metrics
+
     truths, probabilities = [], []
     for images, labels in dataset:
         truths.append(np.asarray(labels))
@@ -250,9 +252,12 @@ def _validate(predict_step, dataset, loss, task, val_metrics, update_metrics):
 
 
 def _append_history(out_dir, row):
+    import pandas as pd
+
+    from helpers import artefacts
+
     history = artefacts.read_history(out_dir)
     table = history.reset_index() if len(history) else None
-    import pandas as pd
 
     table = pd.DataFrame([row]) if table is None else pd.concat([table, pd.DataFrame([row])])
     atomic_write_text(Path(out_dir) / artefacts.HISTORY_FILE, table.to_csv(index=False))
@@ -303,6 +308,9 @@ def fit_multi_worker(
     last epoch's training throughput of all workers together.
     """
     import tensorflow as tf
+
+    from helpers import artefacts
+    from helpers.training import make_loss, task_metrics
 
     out_dir = Path(out_dir)
     chief = is_chief(strategy)

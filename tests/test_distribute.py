@@ -73,6 +73,19 @@ def scratch(tmp_path):
     return folder
 
 
+@pytest.fixture
+def reaped():
+    """Processes a test started: killed and waited for at the end, whatever happened."""
+    processes = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
 # ----------------------------------------------------------------------------- launcher
 @pytest.fixture
 def sleeper(tmp_path):
@@ -125,13 +138,16 @@ def test_a_failing_worker_stops_the_others(tmp_path, scratch, monkeypatch):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_stops_the_workers(sig, sleeper, tmp_path, scratch):
-    code = (f"from helpers.distribute import launch_workers\n"
+def test_ctrl_c_or_sigterm_stops_the_workers(sig, sleeper, tmp_path, scratch, reaped):
+    code = ("import signal\n"  # Ctrl-C raises KeyboardInterrupt even if started in the background
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            f"from helpers.distribute import launch_workers\n"
             f"launch_workers(['x'], 2, timeout=60, python={str(sleeper)!r})\n")
     launcher = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True,
                                 env=dict(os.environ, TMPDIR=str(scratch)))
-    pids = wait_for_pids(tmp_path, 2)
+    reaped.append(launcher)
+    pids = wait_for_pids(tmp_path, 2, seconds=90)
     launcher.send_signal(sig)
     output = launcher.communicate(timeout=30)[0]
     assert launcher.returncode != 0 and "KeyboardInterrupt" in output
@@ -198,12 +214,31 @@ def digests(text):
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_step_and_write_a_complete_model_folder(shapes_shards, scratch, tmp_path):
+def test_two_workers_train_in_step_stop_when_one_is_killed_and_resume(shapes_shards, scratch, tmp_path,
+                                                                      reaped):
     out = tmp_path / "model"
-    text = finished(["train", shapes_shards, "--workers", "2", "--epochs", "3", "--out", out, *TRAIN,
-                     "--worker-timeout", RUN_SECONDS], scratch)
-    assert "[worker 0] 2 workers (this is worker 0 (chief))" in text
-    assert "2 workers finished" in text
+    argv = ["train", shapes_shards, "--workers", "2", "--epochs", "3", "--out", out, *TRAIN,
+            "--patience", "10", "--worker-timeout", RUN_SECONDS]
+    launcher = helpers_command(argv, scratch, popen=True)
+    reaped.append(launcher)
+    lines, deadline = [], time.monotonic() + RUN_SECONDS
+    for line in launcher.stdout:  # the chief logs an epoch once its checkpoint is saved
+        lines.append(line)
+        if line.startswith("[worker 0] epoch 1/3"):
+            os.kill(started("".join(lines))[1][0], signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline, "".join(lines)[-3000:]
+    lines += launcher.communicate(timeout=60)[0]
+    first = "".join(lines)
+    assert "[worker 0] 2 workers (this is worker 0 (chief))" in first
+    assert launcher.returncode == 1 and "worker 1 exited with code -9" in first, first[-3000:]
+    assert not (out / "model.keras").exists()
+    assert_nothing_left(first, scratch)
+
+    # The same command again: it resumes, both workers end in step, the folder is complete.
+    text = finished(argv, scratch)
+    assert "[worker 0] Resuming from epoch 2/3" in text and "[worker 1] Resuming from epoch 2/3" in text
+    assert "epoch 1/3" not in text and "[worker 0] epoch 3/3" in text and "2 workers finished" in text
     assert len(set(digests(text).values())) == 1 and set(digests(text)) == {"0", "1"}
     assert sorted(path.name for path in out.iterdir()) == [
         "history.csv", "labels.json", "metrics.json", "model.keras", "run.json", "splits.csv"]
@@ -215,34 +250,6 @@ def test_two_workers_train_in_step_and_write_a_complete_model_folder(shapes_shar
     assert metrics["epochs_run"] == 3 and metrics["test"]["n_images"] > 0
     assert main(["evaluate", "--model-dir", str(out), str(shapes_shards), "--split", "test",
                  "--format", "json"]) == 0
-    assert_nothing_left(text, scratch)
-
-
-@pytest.mark.slow
-def test_a_killed_worker_stops_the_run_and_the_rerun_resumes(shapes_shards, scratch, tmp_path):
-    out = tmp_path / "model"
-    argv = ["train", shapes_shards, "--workers", "2", "--epochs", "3", "--out", out, *TRAIN,
-            "--patience", "10", "--worker-timeout", RUN_SECONDS]
-    launcher = helpers_command(argv, scratch, popen=True)
-    lines, deadline = [], time.monotonic() + RUN_SECONDS
-    for line in launcher.stdout:  # the chief logs an epoch once its checkpoint is saved
-        lines.append(line)
-        if line.startswith("[worker 0] epoch 1/3"):
-            os.kill(started("".join(lines))[1][0], signal.SIGKILL)
-            break
-        assert time.monotonic() < deadline, "".join(lines)[-3000:]
-    lines += launcher.communicate(timeout=60)[0]
-    first = "".join(lines)
-    assert launcher.returncode == 1 and "worker 1 exited with code -9" in first, first[-3000:]
-    assert not (out / "model.keras").exists()
-    assert_nothing_left(first, scratch)
-
-    text = finished(argv, scratch)
-    assert "[worker 0] Resuming from epoch 2/3" in text and "[worker 1] Resuming from epoch 2/3" in text
-    assert "epoch 1/3" not in text and "[worker 0] epoch 3/3" in text
-    assert len(set(digests(text).values())) == 1
-    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [0, 1, 2]
-    assert (out / "model.keras").is_file() and not (out / "backup").exists()
     assert_nothing_left(text, scratch)
 
 
