@@ -150,7 +150,8 @@ def train_from_source(
     if strategy is not None:
         where = (f"this is worker {distribute.worker_place(strategy)[1]}{' (chief)' if chief else ''}"
                  if multi_worker else ", ".join(strategy.extended.worker_devices))
-        log(f"{replicas} {'workers' if multi_worker else 'devices'} ({where}): global batch "
+        kind = ("worker" if multi_worker else "device") + ("s" if replicas > 1 else "")
+        log(f"{replicas} {kind} ({where}): global batch "
             f"{batch_size} ({batch_size // replicas} per replica), learning rate {learning_rate:g}")
     if multi_worker:
         network, history, images_per_second = _fit_on_workers(
