@@ -20,6 +20,7 @@ One module per stage of the data flow; a module imports only modules above it in
 ``predict``             a model → probabilities and labels (dataset, split, files)
 ``explain``             Grad-CAM: where the model found each label; the pointing game
 ``training``            compile, callbacks (validation uses ``predict``)
+``distribute``          several devices, several workers: strategies, loop, launcher
 ``plots``               figures in scikit-learn's Display style
 ``generate``            the embedded datasets
 ``workflows``           train-and-save, evaluate a model folder

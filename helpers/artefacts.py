@@ -6,7 +6,8 @@
 - ``metrics.json``: final validation/test metrics,
 - ``splits.csv``: which image went to train / val / test (so evaluation reuses the test split),
 - while a run is unfinished: ``run.json`` (its settings), ``backup/`` (Keras'
-  ``BackupAndRestore``) and ``checkpoint.weights.h5`` (the best epoch so far).
+  ``BackupAndRestore``, or the per-epoch ``tf.train`` checkpoint of ``helpers.distribute``)
+  and ``checkpoint.weights.h5`` (the best epoch so far).
 
 Every file is written atomically (``helpers.fileio.atomic_path``): after a crash there is the
 old file or the new one, never half of one.
@@ -40,6 +41,7 @@ SPLITS_FILE = "splits.csv"
 RUN_FILE = "run.json"
 BACKUP_DIR = "backup"
 CHECKPOINT_FILE = "checkpoint.weights.h5"
+DISTRIBUTED_STATE_FILE = "distributed.json"  # in backup/: epochs of a multi-worker checkpoint
 # Written while a run is under way; a new run (not a resumed one) starts without them.
 RUN_FILES = (BACKUP_DIR, HISTORY_FILE, CHECKPOINT_FILE, SPLITS_FILE, METRICS_FILE)
 DEFAULT_THRESHOLD = 0.5
@@ -494,6 +496,12 @@ def backup_epoch(out_dir):
     int
     """
     backup = Path(out_dir) / BACKUP_DIR
+    state = backup / DISTRIBUTED_STATE_FILE  # helpers.distribute's tf.train checkpoints
+    if state.is_file() and (backup / "checkpoint").is_file():
+        try:
+            return int(read_json(state, what="distributed training state")["epochs"])
+        except (ValueError, KeyError, TypeError, OverflowError):
+            return 0
     for name in ("training_metadata.json", "training_metadata.json.bkp"):
         path = backup / name
         if path.is_file() and (backup / "latest.weights.h5").is_file():

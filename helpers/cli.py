@@ -1,6 +1,6 @@
 """Command-line interface: ``helpers COMMAND ...`` (or ``python -m helpers COMMAND ...``).
 
-Commands: make-data, scan, audit, shard, train, predict, evaluate. Each prints a human-readable
+Commands: make-data, scan, audit, shard, train, worker, predict, evaluate. Each prints a human-readable
 report by default and one JSON document with ``--format json``. Errors a user can fix
 (a wrong path, a bad argument, a mismatched model folder) end with a one-line message
 and exit code 2, never a traceback; an unexpected error (a bug) ends with a one-line
@@ -168,6 +168,8 @@ def command_shard(args):
 
 
 def command_train(args):
+    if args.command == "train" and args.workers is not None:
+        return command_train_on_workers(args)
     from helpers.models import OFFLINE_ENVIRONMENT
     from helpers.workflows import train_from_source
 
@@ -193,12 +195,49 @@ def command_train(args):
             weights=args.weights,
             trainable_layers=args.trainable_layers,
             **dataset_options(args),
+            **distribution_options(args),
         )
     finally:
         if previous is None:
             os.environ.pop(OFFLINE_ENVIRONMENT, None)
         else:
             os.environ[OFFLINE_ENVIRONMENT] = previous
+    return 0
+
+
+def distribution_options(args):
+    """``strategy=`` for ``train --devices N`` and ``worker`` (made before any TensorFlow op)."""
+    from helpers import distribute
+
+    if args.command == "worker":
+        if args.devices is not None or args.workers is not None:
+            raise ValueError("worker: the cluster comes from TF_CONFIG; drop --devices / --workers")
+        return {"strategy": distribute.multi_worker_strategy()}
+    if args.devices is not None:
+        return {"strategy": distribute.mirrored_strategy(args.devices)}
+    return {}
+
+
+def command_train_on_workers(args):
+    """``train --workers N``: the same command as N ``worker`` processes on loopback ports."""
+    from helpers.distribute import launch_workers
+
+    if args.devices is not None:
+        raise ValueError("--workers and --devices: choose one (each worker uses one device here)")
+    argv, kept = list(args.argv), []
+    argv = iter(argv[argv.index("train") + 1:])
+    for item in argv:  # the same arguments, without --workers N and --worker-timeout S
+        if item in ("--workers", "--worker-timeout"):
+            next(argv, None)
+        elif not item.startswith(("--workers=", "--worker-timeout=")):
+            kept.append(item)
+    try:
+        launch_workers(kept, args.workers,
+                       timeout=args.worker_timeout)
+    except (RuntimeError, TimeoutError) as error:  # the workers' own output says why
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.workers} workers finished; artefacts in {args.out}")
     return 0
 
 
@@ -380,7 +419,17 @@ def build_parser():
     train.add_argument("--trainable-layers", type=int, default=0, help="resnet50/vgg16: unfreeze the top N layers")
     train.add_argument("--group-column", default=None, help="keep each group (e.g. 'Patient ID') in one split")
     train.add_argument("--out", required=True, help="folder for model.keras, labels.json, history.csv...")
+    train.add_argument("--devices", type=int, default=None,
+                       help="train on N local devices with MirroredStrategy (GPUs, else the CPU split in N)")
+    train.add_argument("--workers", type=int, default=None,
+                       help="train on N worker processes on this machine (MultiWorkerMirroredStrategy)")
+    train.add_argument("--worker-timeout", type=float, default=None, help="--workers: stop them after S seconds")
     train.set_defaults(handler=command_train)
+
+    worker = commands.add_parser(
+        "worker", parents=[train], add_help=False,
+        help="one worker of a multi-worker run: train's options, the cluster from TF_CONFIG")
+    worker.set_defaults(handler=command_train)
 
     predict = commands.add_parser("predict", help="predict labels of images or folders")
     predict.add_argument("--model-dir", required=True)
@@ -432,6 +481,7 @@ def _one_line(error):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     original_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
     # A file name that is not valid UTF-8 must not stop the report half-printed.

@@ -37,6 +37,15 @@ from helpers.pipeline import missing_files, quiet_upstream_warnings
 from helpers.shards import dataset_for
 
 
+def _batch_predictor(model):
+    """``model.predict_on_batch``, or ``predict`` for a model built under several replicas."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if getattr(strategy, "num_replicas_in_sync", 1) > 1:
+        # Keras 3.15's predict_on_batch under MirroredStrategy returns every replica's rows.
+        return lambda images: model.predict(images, verbose=0)
+    return model.predict_on_batch
+
+
 def predict_rows(model, dataset):
     """Predict each image of a ``helpers.pipeline`` dataset once, with the row it came from.
 
@@ -56,11 +65,12 @@ def predict_rows(model, dataset):
         names them). ``y_true`` is None for a dataset without labels.
     """
     truths, probabilities, rows = [], [], []
+    predict = _batch_predictor(model)
     with quiet_upstream_warnings():
         for batch in dataset.for_prediction:
             *parts, batch_rows = batch
             rows.append(np.asarray(batch_rows))
-            probabilities.append(np.asarray(model.predict_on_batch(parts[0])))
+            probabilities.append(np.asarray(predict(parts[0])))
             if len(parts) > 1:
                 truths.append(np.asarray(parts[1]))
     n_classes = model.output_shape[-1]
@@ -97,10 +107,11 @@ def predict_dataset(model, data):
                              "could be decoded")
         return y_true, y_prob
     truths, probabilities = [], []
+    predict = _batch_predictor(model)
     with quiet_upstream_warnings():
         for batch in data:
             truths.append(np.asarray(batch[1]))
-            probabilities.append(np.asarray(model.predict_on_batch(batch[0])))
+            probabilities.append(np.asarray(predict(batch[0])))
     if not truths:
         raise ValueError("the dataset to predict is empty")
     return np.concatenate(truths), np.concatenate(probabilities)

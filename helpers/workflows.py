@@ -7,13 +7,15 @@
 
 Each step is a function of its own here, so a notebook can run the steps one by one.
 """
+import contextlib
+import math
 import numbers
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from helpers import artefacts, evaluation, warn
+from helpers import artefacts, distribute, evaluation, warn
 from helpers import models as model_builders
 from helpers.fileio import printable
 from helpers.augment import DEFAULT_AUGMENT
@@ -24,7 +26,7 @@ from helpers.pipeline import (
     quiet_upstream_warnings,
 )
 from helpers.predict import predict_dataframe, predict_rows
-from helpers.shards import check_shards, dataset_for, is_shard_frame, load_any
+from helpers.shards import check_shards, dataset_for, is_shard_frame, load_any, worker_shares
 from helpers.splits import split_dataframe
 from helpers.training import (
     EpochLogger,
@@ -49,7 +51,7 @@ def train_from_source(
     batch_size=32, seed=42, loss=None, task="multi_label", augment=True, val_size=0.15,
     test_size=0.15, group_column=None, learning_rate=None, optimizer="adam", patience=5,
     weights=None, trainable_layers=0, monitor=None, log=print, schedule="cosine",
-    warmup_epochs=1, **load_options,
+    warmup_epochs=1, strategy=None, **load_options,
 ):
     """Train a model on a dataset in any supported layout and save its artefact folder.
 
@@ -112,6 +114,14 @@ def train_from_source(
         Value the callbacks watch; default ``val_f1_micro`` (``loss`` without validation).
     log : callable
         Receives progress lines.
+    strategy : tf.distribute.Strategy, optional
+        ``helpers.distribute.mirrored_strategy(N)``: N local devices, ``fit`` as usual;
+        ``helpers.distribute.multi_worker_strategy()`` (in each worker process, from
+        ``TF_CONFIG``): the custom loop of ``helpers.distribute.fit_multi_worker``, each worker
+        reading its own shard files (or every N-th file), the chief (worker 0) alone writing
+        ``out_dir``. ``batch_size`` stays the global batch, split between the replicas
+        (it must be a multiple of their number), and ``learning_rate`` is used as given: the
+        same training as in one process (see ``helpers.distribute`` for larger batches).
     **load_options
         Passed to ``helpers.data.load_dataset`` (``image_column``, ``separator``...).
 
@@ -122,8 +132,13 @@ def train_from_source(
     """
     _check_choices(task, model, epochs, schedule)
     target_size = _target_size(image_size)
+    replicas, chief, multi_worker = _distribution(strategy)
+    if batch_size % replicas:
+        raise ValueError(f"batch_size {batch_size} is the global batch, split between the {replicas} "
+                         f"replicas: give a multiple of {replicas}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if chief:
+        out_dir.mkdir(parents=True, exist_ok=True)
     log = log or (lambda line: None)
 
     dataframe, counts, skipped = load_usable(source, layout, target_size, log, **load_options)
@@ -140,36 +155,61 @@ def train_from_source(
         "loss": loss if isinstance(loss, (str, type(None))) else "custom",
         "classes": vocabulary.classes, "weights": None if weights is None else str(weights),
         "trainable_layers": trainable_layers,
+        # A run resumes with the same checkpoint format and global batch only.
+        "distribution": None if strategy is None else f"{replicas} {'workers' if multi_worker else 'devices'}",
     }
-    done_epochs = artefacts.start_or_resume(out_dir, settings)
+    # In a multi-worker run only the chief writes; the others split the same way (same seed).
+    done_epochs = artefacts.start_or_resume(out_dir, settings) if chief else 0
     train_df, val_df, test_df = saved_or_new_splits(
-        dataframe, out_dir, done_epochs, val_size, test_size, seed, group_column)
+        dataframe, out_dir, done_epochs, val_size, test_size, seed, group_column, write=chief)
     log(f"split: {len(train_df)} train, {len(val_df)} val, {len(test_df)} test "
         f"({len(vocabulary)} classes: {', '.join(vocabulary.classes)})")
 
     keras.utils.set_random_seed(seed)
     cache = len(dataframe) * target_size[0] * target_size[1] * 3 * 4 < MEMORY_CACHE_BYTES
     common = dict(classes=vocabulary, target_size=target_size, batch_size=batch_size)
-    train_ds = dataset_for(
-        train_df, shuffle=True, seed=seed, cache=cache, **common,
-        augment=(DEFAULT_AUGMENT if augment is True else augment) or None,
-    )
+    train_options = dict(shuffle=True, seed=seed, cache=cache, classes=vocabulary,
+                         target_size=target_size,
+                         augment=(DEFAULT_AUGMENT if augment is True else augment) or None)
     val_ds = (dataset_for(val_df, shuffle=False, cache=cache, **common)
               if len(val_df) else None)
 
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATES.get(model, 1e-3)
+    peak_rate = learning_rate
+    if multi_worker:
+        steps_per_epoch = _worker_steps(strategy, train_df, batch_size)
+    else:
+        train_ds = dataset_for(train_df, batch_size=batch_size, **train_options)
+        steps_per_epoch = len(train_ds)
     if schedule == "cosine":
-        learning_rate = cosine_schedule(learning_rate, epochs, len(train_ds), warmup_epochs)
-    network = build_compiled_model(
-        model, target_size, vocabulary, task, loss=loss, learning_rate=learning_rate,
-        optimizer=optimizer, weights=weights, trainable_layers=trainable_layers,
-        y_train=vocabulary.encode(train_df["labels"]))
+        learning_rate = cosine_schedule(peak_rate, epochs, steps_per_epoch, warmup_epochs)
+    build = dict(name=model, target_size=target_size, vocabulary=vocabulary, task=task, loss=loss,
+                 learning_rate=learning_rate, optimizer=optimizer, weights=weights,
+                 trainable_layers=trainable_layers, y_train=vocabulary.encode(train_df["labels"]))
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        network = build_compiled_model(**build)
     monitor = monitor or ("val_f1_micro" if val_ds is not None else "loss")
-    history, images_per_second = fit_resumable(
-        network, train_ds, val_ds, out_dir, epochs=epochs, done_epochs=done_epochs,
-        monitor=monitor, patience=patience, task=task, log=log, n_train=len(train_df),
-        reduce_lr=schedule == "plateau")
+    if strategy is not None:
+        where = (f"this is worker {distribute.worker_place(strategy)[1]}{' (chief)' if chief else ''}"
+                 if multi_worker else ", ".join(strategy.extended.worker_devices))
+        kind = ("worker" if multi_worker else "device") + ("s" if replicas > 1 else "")
+        log(f"{replicas} {kind} ({where}): global batch "
+            f"{batch_size} ({batch_size // replicas} per replica), learning rate {peak_rate:g}"
+            + (" (peak of the cosine schedule)" if schedule == "cosine" else ""))
+    if multi_worker:
+        network, history, images_per_second = _fit_on_workers(
+            strategy, network, train_df, train_options, val_ds, out_dir, epochs, batch_size,
+            steps_per_epoch, monitor, patience, task, loss, build, log)
+        if not chief:  # wait for the chief to save: a worker gone early looks like a crash
+            distribute.barrier(strategy)
+            return {"model": network, "metadata": None, "history": None, "metrics": None,
+                    "out_dir": out_dir, "counts": counts, "images_per_second": images_per_second}
+    else:
+        history, images_per_second = fit_resumable(
+            network, train_ds, val_ds, out_dir, epochs=epochs, done_epochs=done_epochs,
+            monitor=monitor, patience=patience, task=task, log=log, n_train=len(train_df),
+            reduce_lr=schedule == "plateau")
 
     metrics = final_metrics(network, history, monitor, {"val": val_df, "test": test_df},
                             common, task)
@@ -180,6 +220,8 @@ def train_from_source(
                "image_count": {"train": len(train_df), "val": len(val_df), "test": len(test_df)}},
     )
     artefacts.finish_run(out_dir)
+    if multi_worker:
+        distribute.barrier(strategy)
     summary = " - ".join(f"{key} {value:.4f}" for key, value in metrics.get("test", {}).items()
                          if key.startswith("f1_"))
     log(f"saved {out_dir}/{{{artefacts.MODEL_FILE}, {artefacts.LABELS_FILE}, "
@@ -187,6 +229,52 @@ def train_from_source(
         + (f"; test {summary}" if summary else ""))
     return {"model": network, "metadata": metadata, "history": history, "metrics": metrics,
             "out_dir": out_dir, "counts": counts, "images_per_second": images_per_second}
+
+
+def _distribution(strategy):
+    """``(replicas, chief, multi_worker)`` of a ``tf.distribute`` strategy (or of none)."""
+    if strategy is None:
+        return 1, True, False
+    return (int(strategy.num_replicas_in_sync), distribute.is_chief(strategy),
+            distribute.is_multi_worker(strategy))
+
+
+def _worker_steps(strategy, train_df, batch_size):
+    """Training steps per epoch in a multi-worker run: those of the worker with the fewest images."""
+    num_workers, _ = distribute.worker_place(strategy)
+    if is_shard_frame(train_df):
+        shares = [share["n_images"] for share in worker_shares(train_df, num_workers)]
+    else:  # loose files: worker i reads the rows i, i + N, ...
+        shares = [len(train_df.iloc[index::num_workers]) for index in range(num_workers)]
+    if min(shares) == 0:
+        raise ValueError(f"{num_workers} workers but only {len(train_df)} training images")
+    return min(math.ceil(share / (batch_size // strategy.num_replicas_in_sync)) for share in shares)
+
+
+def _fit_on_workers(strategy, network, train_df, train_options, val_ds, out_dir, epochs,
+                    batch_size, steps, monitor, patience, task, loss, build, log):
+    """Train with ``helpers.distribute.fit_multi_worker``; on the chief, a plain copy of the
+    best model (outside the strategy, so that ``predict`` and ``save`` work as usual)."""
+
+    def train_dataset(n_workers, worker_index, per_replica_batch):
+        if is_shard_frame(train_df):
+            return dataset_for(train_df, batch_size=per_replica_batch, num_workers=n_workers,
+                               worker_index=worker_index, **train_options)
+        rows = train_df.iloc[worker_index::n_workers].reset_index(drop=True)
+        return dataset_for(rows, batch_size=per_replica_batch, **train_options)
+
+    with quiet_upstream_warnings():
+        history, images_per_second = distribute.fit_multi_worker(
+            strategy, network, train_dataset, steps, val_ds, out_dir, epochs, monitor=monitor,
+            patience=patience, task=task, loss=loss, y_train=build["y_train"],
+            batch_size=batch_size, log=log)
+        if not distribute.is_chief(strategy):
+            return network, history, images_per_second
+        plain = build_compiled_model(**build)
+        plain.optimizer.build(plain.trainable_variables)  # the checkpoint then loads quietly
+        plain.set_weights(network.get_weights())
+        restore_best(plain, out_dir)
+    return plain, history, images_per_second
 
 
 def _check_choices(task, model, epochs, schedule="plateau"):
@@ -278,8 +366,9 @@ def choose_task(dataframe, task, log=print):
 
 
 def saved_or_new_splits(dataframe, out_dir, done_epochs, val_size, test_size, seed,
-                        group_column=None):
-    """The splits of an interrupted run (its ``splits.csv``), or new ones, saved there.
+                        group_column=None, write=True):
+    """The splits of an interrupted run (its ``splits.csv``), or new ones, saved there
+    (unless ``write=False``).
 
     Returns
     -------
@@ -289,7 +378,8 @@ def saved_or_new_splits(dataframe, out_dir, done_epochs, val_size, test_size, se
     if splits is None:
         splits = split_dataframe(dataframe, val_size=val_size, test_size=test_size, seed=seed,
                                  group_column=group_column)
-        artefacts.write_splits(out_dir, dict(zip(("train", "val", "test"), splits)))
+        if write:
+            artefacts.write_splits(out_dir, dict(zip(("train", "val", "test"), splits)))
     if len(splits[0]) == 0:
         raise ValueError("the training split is empty; use more images or smaller val/test sizes")
     return splits

@@ -16,7 +16,7 @@ REPO = PACKAGE.parent
 # The import order the package docstring documents: a module may import only earlier ones.
 LAYERS = [
     "fileio", "images", "data", "scan", "labels", "splits", "augment", "pipeline",
-    "shards", "evaluation", "imbalance", "models", "artefacts", "predict", "explain", "training", "plots",
+    "shards", "evaluation", "imbalance", "models", "artefacts", "predict", "explain", "training", "distribute", "plots",
     "generate", "workflows", "notebook", "cli", "__main__",
 ]
 
