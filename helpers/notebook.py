@@ -15,8 +15,12 @@ and figures:
 ``outputs/interactive-quick/``  the same with ``QUICK=1``
 ==========================  ===========================================================
 """
+import importlib
 import logging
 import os
+import re
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +85,40 @@ def _errors_only(record):
     return record.levelno >= logging.ERROR
 
 
+# TensorFlow's C++ start-up lines: written to the process's stderr while TensorFlow loads,
+# before its log level applies (abseil-cpp logs below the threshold until it is initialised,
+# abseil/abseil-cpp#1718), so TF_CPP_MIN_LOG_LEVEL does not hide them.
+_STARTUP_CHATTER = re.compile(
+    r"All log messages before absl::InitializeLog|^[IW]\d{4} [\d:. ]+\d+ "
+    r"(port|cpu_feature_guard)\.cc:\d+\]|^To enable the following instructions:")
+
+
+def import_tensorflow_quietly(module="tensorflow"):
+    """Import TensorFlow with its C++ start-up lines held back; any other line still shows.
+
+    The process's stderr (file descriptor 2, where the C++ code writes) goes to a temporary
+    file while TensorFlow loads; afterwards every line of it that is not start-up chatter
+    (``_STARTUP_CHATTER``) is written to ``sys.stderr``. Does nothing once TensorFlow is loaded.
+    ``module`` names another module to import the same way.
+    """
+    if module in sys.modules:
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            importlib.import_module(module)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not _STARTUP_CHATTER.search(line):
+                    sys.stderr.write(line)
+
+
 def quiet_logs():
     """Hide TensorFlow's start-up and retracing chatter, and one Keras notice about every dataset.
 
@@ -89,6 +127,7 @@ def quiet_logs():
     Nothing else is filtered, so any other warning of your own code still shows.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     logger = logging.getLogger("tensorflow")
     logger.setLevel(logging.ERROR)
     # Imported in Jupyter, TensorFlow sets its logger back to INFO; a filter stays.

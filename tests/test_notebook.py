@@ -1,4 +1,8 @@
 """Tests for helpers.notebook: one setup call, outputs kept apart by run mode."""
+import os
+import subprocess
+import sys
+
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
@@ -34,3 +38,32 @@ def test_setup_gives_a_folder_per_mode_and_saves_any_figure(monkeypatch, tmp_pat
     with pytest.raises(ValueError, match="figure"):
         nb.save("not a figure", "x")
     plt.close("all")
+
+
+def test_tensorflow_start_up_lines_are_held_back_and_others_pass(tmp_path):
+    # a module that writes to file descriptor 2 as TensorFlow's C++ code does while loading
+    (tmp_path / "chatty.py").write_text(
+        "import os\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n')\n"
+        "os.write(2, b'I0000 00:00:1796135137.717276   14140 port.cc:153] oneDNN custom "
+        "operations are on.\\n')\n"
+        "os.write(2, b'E0000 00:00:1.5 12 loader.cc:7] something real went wrong\\n')\n"
+    )
+    script = ("import sys\nfrom helpers.notebook import import_tensorflow_quietly\n"
+              "import_tensorflow_quietly('chatty'); import_tensorflow_quietly('chatty')\n"
+              "print('done', file=sys.stderr)\n")
+    environment = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True, env=environment)
+    assert result.stderr.splitlines() == [
+        "E0000 00:00:1.5 12 loader.cc:7] something real went wrong", "done"]
+
+
+def test_quiet_logs_hides_what_tensorflow_prints_when_it_loads():
+    script = ("import sys\nfrom helpers.notebook import quiet_logs\nquiet_logs()\n"
+              "import keras\nprint('tensorflow' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "True"
+    assert "absl::InitializeLog" not in result.stderr and "port.cc" not in result.stderr
