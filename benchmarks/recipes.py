@@ -66,7 +66,30 @@ RECIPES = {
     "smallvggnet-cosine-12-1e-3": dict(_COSINE, epochs=12, patience=10, learning_rate=1e-3),
     "smallvggnet-cosine-12-light": dict(_COSINE, epochs=12, patience=10, augment=LIGHT_AUGMENT),
     "smallvggnet-cosine-12-b16": dict(_COSINE, epochs=12, patience=10, batch_size=16),
+    # ablation, 12 epochs: the tutorial's head without its dropout, the variant's head with
+    # it, and the variant itself (the models registered by ABLATION_MODELS)
+    "smallvggnet-cosine-12-no-dropout": dict(_COSINE, epochs=12, patience=10,
+                                             model="smallvggnet_no_dropout"),
+    "gmp-cosine-12-dropout": dict(_COSINE, epochs=12, patience=10, model="smallvggnet_gmp_dropout"),
+    "gmp-cosine-12": dict(_COSINE, epochs=12, patience=10, model="smallvggnet_gmp"),
 }
+# Models between the tutorial's SmallVGGNet (Flatten, dropout) and the variant (global
+# max pooling, no dropout), for the ablation recipes only; not offered by `helpers train`.
+ABLATION_MODELS = {
+    "smallvggnet_no_dropout": ("build_smallvggnet", (0, 0)),
+    "smallvggnet_gmp_dropout": ("build_smallvggnet_gmp", "SMALLVGGNET_DROPOUT"),
+}
+
+
+def register_ablation_models():
+    """Add ``ABLATION_MODELS`` to ``helpers.models.BUILDERS`` (for this process)."""
+    import functools
+
+    from helpers import models
+
+    for name, (builder, dropout) in ABLATION_MODELS.items():
+        rates = getattr(models, dropout) if isinstance(dropout, str) else dropout
+        models.BUILDERS.setdefault(name, functools.partial(getattr(models, builder), dropout=rates))
 
 
 def first_epoch_reaching(values, target):
@@ -83,6 +106,7 @@ def run_one(recipe_name, dataset_name, source, out_dir, seed, epochs=None):
 
     from helpers.workflows import train_from_source
 
+    register_ablation_models()
     options = dict(RECIPES[recipe_name])
     if epochs is not None:
         options["epochs"] = epochs

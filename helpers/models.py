@@ -126,8 +126,37 @@ def _conv_block(model, filters, n_convs, dropout=0.25):
         model.add(layers.Dropout(dropout))
 
 
+# The tutorial's dropout rates: after each convolution block, and before the output layer.
+SMALLVGGNET_DROPOUT = (0.25, 0.5)
+
+
+def _smallvggnet(name, head, input_shape, n_classes, final_activation, output_bias, dropout):
+    input_shape = _check_common(input_shape, n_classes, final_activation)
+    if min(input_shape[:2]) < 8:
+        raise ValueError(f"SmallVGGNet needs images of at least 8x8, got {input_shape}")
+    block_rate, head_rate = (float(rate) for rate in dropout)
+    if not (0 <= block_rate < 1 and 0 <= head_rate < 1):
+        raise ValueError(f"dropout must be two rates in [0, 1), got {dropout!r}")
+    model = keras.Sequential(name=name)
+    model.add(keras.Input(shape=input_shape, name="image"))
+    _conv_block(model, 32, n_convs=1, dropout=block_rate)
+    _conv_block(model, 64, n_convs=2, dropout=block_rate)
+    _conv_block(model, 128, n_convs=3, dropout=block_rate)
+    model.add(head)
+    model.add(layers.Dense(512))
+    model.add(layers.Activation("relu"))
+    model.add(layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM))
+    if head_rate:
+        model.add(layers.Dropout(head_rate))
+    output = layers.Dense(n_classes, activation=final_activation, name="predictions")
+    model.add(output)
+    _set_output_bias(output, output_bias, n_classes)
+    return model
+
+
 def build_smallvggnet(
-    input_shape=(64, 64, 3), n_classes=3, final_activation="sigmoid", output_bias=None
+    input_shape=(64, 64, 3), n_classes=3, final_activation="sigmoid", output_bias=None,
+    dropout=SMALLVGGNET_DROPOUT,
 ):
     """Build SmallVGGNet: three VGG-style blocks (32, 64x2, 128x3 filters) and a Dense 512 head.
 
@@ -142,32 +171,21 @@ def build_smallvggnet(
     output_bias : float or array-like of length n_classes, optional
         Initial bias of the output layer, e.g. ``helpers.imbalance.prior_bias(y)`` so the
         first predictions already match the label frequencies.
+    dropout : (float, float)
+        Dropout rate after each convolution block and before the output layer; the
+        tutorial's (0.25, 0.5) by default, 0 leaves that ``Dropout`` layer out.
 
     Returns
     -------
     keras.Model named ``"smallvggnet"``.
     """
-    input_shape = _check_common(input_shape, n_classes, final_activation)
-    if min(input_shape[:2]) < 8:
-        raise ValueError(f"SmallVGGNet needs images of at least 8x8, got {input_shape}")
-    model = keras.Sequential(name="smallvggnet")
-    model.add(keras.Input(shape=input_shape, name="image"))
-    _conv_block(model, 32, n_convs=1)
-    _conv_block(model, 64, n_convs=2)
-    _conv_block(model, 128, n_convs=3)
-    model.add(layers.Flatten())
-    model.add(layers.Dense(512))
-    model.add(layers.Activation("relu"))
-    model.add(layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM))
-    model.add(layers.Dropout(0.5))
-    output = layers.Dense(n_classes, activation=final_activation, name="predictions")
-    model.add(output)
-    _set_output_bias(output, output_bias, n_classes)
-    return model
+    return _smallvggnet("smallvggnet", layers.Flatten(), input_shape, n_classes,
+                        final_activation, output_bias, dropout)
 
 
 def build_smallvggnet_gmp(
-    input_shape=(64, 64, 3), n_classes=3, final_activation="sigmoid", output_bias=None
+    input_shape=(64, 64, 3), n_classes=3, final_activation="sigmoid", output_bias=None,
+    dropout=(0, 0),
 ):
     """Build SmallVGGNet's convolutions with a global max-pooling head and no dropout.
 
@@ -178,7 +196,8 @@ def build_smallvggnet_gmp(
     label says. The dense head shrinks from 4.2 million weights (64×64 input) to 66,000,
     and dropout, which slowed learning most while leaving little to prevent, goes. On the
     generated datasets it reaches in about 8 epochs what the tutorial's SmallVGGNet
-    needs 25-35 for (``benchmarks/recipes.py``).
+    needs 25-35 for (``benchmarks/recipes.py``); either change alone is not enough (the
+    ablation recipes there).
 
     Parameters
     ----------
@@ -190,27 +209,15 @@ def build_smallvggnet_gmp(
         ``"sigmoid"`` for multi-label, ``"softmax"`` for multi-class.
     output_bias : float or array-like of length n_classes, optional
         Initial bias of the output layer (see ``build_smallvggnet``).
+    dropout : (float, float)
+        As in ``build_smallvggnet``; none by default.
 
     Returns
     -------
     keras.Model named ``"smallvggnet_gmp"``.
     """
-    input_shape = _check_common(input_shape, n_classes, final_activation)
-    if min(input_shape[:2]) < 8:
-        raise ValueError(f"SmallVGGNet needs images of at least 8x8, got {input_shape}")
-    model = keras.Sequential(name="smallvggnet_gmp")
-    model.add(keras.Input(shape=input_shape, name="image"))
-    _conv_block(model, 32, n_convs=1, dropout=0)
-    _conv_block(model, 64, n_convs=2, dropout=0)
-    _conv_block(model, 128, n_convs=3, dropout=0)
-    model.add(layers.GlobalMaxPooling2D())
-    model.add(layers.Dense(512))
-    model.add(layers.Activation("relu"))
-    model.add(layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM))
-    output = layers.Dense(n_classes, activation=final_activation, name="predictions")
-    model.add(output)
-    _set_output_bias(output, output_bias, n_classes)
-    return model
+    return _smallvggnet("smallvggnet_gmp", layers.GlobalMaxPooling2D(), input_shape, n_classes,
+                        final_activation, output_bias, dropout)
 
 
 @keras.saving.register_keras_serializable(package="helpers")

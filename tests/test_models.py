@@ -105,6 +105,18 @@ def test_smallvggnet_gmp_keeps_the_convolutions_and_pools_globally_without_dropo
     assert variant.count_params() < tutorial.count_params() / 9
 
 
+def test_smallvggnet_dropout_rates_can_be_set_for_the_ablation():
+    def rates(model):
+        return [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+
+    assert rates(models.build_smallvggnet((16, 16, 3), 3, dropout=(0, 0))) == []
+    assert rates(models.build_smallvggnet((16, 16, 3), 3, dropout=(0.1, 0))) == [0.1] * 3
+    with_dropout = models.build_smallvggnet_gmp((16, 16, 3), 3, dropout=models.SMALLVGGNET_DROPOUT)
+    assert rates(with_dropout) == [0.25, 0.25, 0.25, 0.5]
+    kinds = [type(layer).__name__ for layer in with_dropout.layers]
+    assert "GlobalMaxPooling2D" in kinds and "Flatten" not in kinds
+
+
 def test_mlp_follows_the_source_architecture():
     model = models.build_mlp((32, 32, 3), 3)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
@@ -129,6 +141,7 @@ def test_output_bias_starts_at_the_given_values():
         (lambda: models.build_smallvggnet((16, 16, 3), 3, final_activation="relu"), "final_activation"),
         (lambda: models.build_smallvggnet((4, 4, 3), 3), "at least 8x8"),
         (lambda: models.build_smallvggnet_gmp((4, 4, 3), 3), "at least 8x8"),
+        (lambda: models.build_smallvggnet((16, 16, 3), 3, dropout=(0.25, 1.0)), "dropout must be"),
         (lambda: models.build_resnet50((16, 16, 3), 3), "at least 32x32"),
         (lambda: models.build_model("alexnet", (32, 32, 3), 3), "model must be one of"),
         (lambda: models.build_resnet50((32, 32, 3), 3, weights="missing.h5"), "file not found"),
