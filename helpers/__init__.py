@@ -65,6 +65,15 @@ def warn(message, category=UserWarning):
     warnings.warn(message, category, stacklevel=level)
 
 
+def progress_bar(iterable=None, **options):
+    """``tqdm.auto.tqdm(iterable, **options)``: a widget in Jupyter when ipywidgets is
+    installed, a text bar otherwise (without tqdm's warning that ipywidgets is missing)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from tqdm.auto import tqdm
+    return tqdm(iterable, **options)
+
+
 def moved_names(module, moves):
     """A module ``__getattr__`` that names the new home of a function that moved.
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from helpers import progress_bar
 from helpers.images import ImageError, read_header, read_image
 
 
@@ -30,9 +31,7 @@ def _check_frame(df, columns=("filename", "labels")):
 def _progress(iterable, enabled, total, description):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=description, unit="img")
+    return progress_bar(iterable, total=total, desc=description, unit="img")
 
 
 def _combinations(df):

@@ -42,7 +42,7 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from helpers import __version__, images, warn
+from helpers import __version__, images, progress_bar, warn
 from helpers.data import load_dataset
 from helpers.fileio import atomic_write_text, dumps
 from helpers.labels import LabelVocabulary, to_label_lists
@@ -489,7 +489,6 @@ def write_shards(dataframe, out_dir, shard_size_mb=None, seed=0, workers=None, p
         many finished ones it kept.
     """
     import tensorflow as tf
-    from tqdm.auto import tqdm
 
     log = log or (lambda line: None)
     if is_shard_frame(dataframe):
@@ -526,7 +525,7 @@ def write_shards(dataframe, out_dir, shard_size_mb=None, seed=0, workers=None, p
 
     lock, stop = threading.Lock(), threading.Event()
     n_todo = sum(len(shard["items"]) for shard in todo)
-    with tqdm(total=n_todo, desc=f"shards → {out_dir}", unit="img", disable=not progress or not todo) as bar:
+    with progress_bar(total=n_todo, desc=f"shards → {out_dir}", unit="img", disable=not progress or not todo) as bar:
         def advance():
             with lock:
                 bar.update()
@@ -893,7 +892,6 @@ def audit_shards(dataframe, progress=True):
         plus ``shards``: ``{"path", "ok", "error"}`` per shard file.
     """
     import tensorflow as tf
-    from tqdm.auto import tqdm
 
     if not is_shard_frame(dataframe):
         raise ValueError("audit_shards: expected rows of a shard folder (from helpers.shards.load_shards)")
@@ -902,7 +900,7 @@ def audit_shards(dataframe, progress=True):
     wanted = {(f, int(r)): i for i, (f, r) in enumerate(zip(dataframe["shard_file"], dataframe["record"]))}
     records = [None] * len(dataframe)
     features = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
-    with tqdm(total=len(dataframe), desc="audit", unit="img", disable=not progress) as bar:
+    with progress_bar(total=len(dataframe), desc="audit", unit="img", disable=not progress) as bar:
         for path in files:
             position = 0
             try:

@@ -67,3 +67,18 @@ def test_quiet_logs_hides_what_tensorflow_prints_when_it_loads():
                             timeout=120, check=True)
     assert result.stdout.strip() == "True"
     assert "absl::InitializeLog" not in result.stderr and "port.cc" not in result.stderr
+
+
+def test_in_jupyter_tensorflow_loads_quietly_and_progress_bars_do_not_warn():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cell = ("from helpers import progress_bar\nfrom helpers.notebook import quiet_logs\n"
+            "quiet_logs()\nimport keras\nprint(sum(progress_bar(range(3), desc='count')))")
+    executed = nbclient.NotebookClient(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]), timeout=120,
+        kernel_name="python3").execute()
+    outputs = executed.cells[0].outputs
+    text = "".join(output.get("text", "") for output in outputs)
+    assert [output.text for output in outputs if output.name == "stdout"] == ["3\n"]
+    assert "count" in text  # the text bar
+    assert "IProgress" not in text and "absl::InitializeLog" not in text and "port.cc" not in text
