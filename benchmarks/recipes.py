@@ -67,29 +67,24 @@ RECIPES = {
     "smallvggnet-cosine-12-light": dict(_COSINE, epochs=12, patience=10, augment=LIGHT_AUGMENT),
     "smallvggnet-cosine-12-b16": dict(_COSINE, epochs=12, patience=10, batch_size=16),
     # ablation, 12 epochs: the tutorial's head without its dropout, the variant's head with
-    # it, and the variant itself (the models registered by ABLATION_MODELS)
+    # it, and the variant itself (models added by register_ablation_models)
     "smallvggnet-cosine-12-no-dropout": dict(_COSINE, epochs=12, patience=10,
                                              model="smallvggnet_no_dropout"),
     "gmp-cosine-12-dropout": dict(_COSINE, epochs=12, patience=10, model="smallvggnet_gmp_dropout"),
     "gmp-cosine-12": dict(_COSINE, epochs=12, patience=10, model="smallvggnet_gmp"),
 }
-# Models between the tutorial's SmallVGGNet (Flatten, dropout) and the variant (global
-# max pooling, no dropout), for the ablation recipes only; not offered by `helpers train`.
-ABLATION_MODELS = {
-    "smallvggnet_no_dropout": ("build_smallvggnet", (0, 0)),
-    "smallvggnet_gmp_dropout": ("build_smallvggnet_gmp", "SMALLVGGNET_DROPOUT"),
-}
-
-
 def register_ablation_models():
-    """Add ``ABLATION_MODELS`` to ``helpers.models.BUILDERS`` (for this process)."""
+    """Add the two models between the tutorial's SmallVGGNet (Flatten, dropout) and the variant
+    (global max pooling, no dropout) to ``helpers.models.BUILDERS``, for this process only: the
+    ablation recipes use them, ``helpers train`` does not offer them."""
     import functools
 
     from helpers import models
 
-    for name, (builder, dropout) in ABLATION_MODELS.items():
-        rates = getattr(models, dropout) if isinstance(dropout, str) else dropout
-        models.BUILDERS.setdefault(name, functools.partial(getattr(models, builder), dropout=rates))
+    models.BUILDERS.setdefault("smallvggnet_no_dropout",
+                               functools.partial(models.build_smallvggnet, dropout=(0, 0)))
+    models.BUILDERS.setdefault("smallvggnet_gmp_dropout", functools.partial(
+        models.build_smallvggnet_gmp, dropout=models.SMALLVGGNET_DROPOUT))
 
 
 def first_epoch_reaching(values, target):
