@@ -24,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 data: setup
-	QUICK=$(QUICK) $(PY) -c "from helpers.generate import ensure_dataset; [print(ensure_dataset(p)) for p in ('fashion', 'scenes')]"
+	QUICK=$(QUICK) $(PY) -c "from helpers.datasets.generate import ensure_dataset; [print(ensure_dataset(p)) for p in ('fashion', 'scenes')]"
 
 run: data
 	QUICK=$(QUICK) $(PY) tools/run_notebooks.py $(if $(filter 1,$(FORCE)),--force)

@@ -91,7 +91,8 @@ def child_ours_speed(spec):
     With ``spec["keras_layers"]`` the augmentation is the Keras ``RandomAffine`` layer
     (``augment=augmentation(AUGMENT)``) instead of the pipeline's OpenCV path.
     """
-    from helpers.pipeline import augmentation, dataset_from_dataframe
+    from helpers.augment import augmentation
+    from helpers.pipeline import dataset_from_dataframe
 
     frame = _read_frame(spec)
     size = (spec["target_size"], spec["target_size"])
@@ -257,7 +258,7 @@ def main(argv=None):
     if args.data:
         data_dir = Path(args.data)
     else:
-        from helpers.generate import ensure_dataset
+        from helpers.datasets.generate import ensure_dataset
 
         data_dir = ensure_dataset("fashion", quick=False)
     rows = list_images(data_dir)

@@ -1,7 +1,7 @@
 """Does Grad-CAM point at the object? The pointing game on the generated colour/shape images.
 
 Trains a SmallVGGNet (``--model``: the global max-pooling one by default) on the ``shapes``
-preset with ``helpers.workflows.train_from_source``
+preset with ``helpers.app.workflows.train_from_source``
 (what ``python -m helpers train DATA --layout split-folders`` runs) unless ``--model-dir``
 already holds a model, then predicts the images of its test split, or every image of
 ``--test-data`` (a shapes folder the model never saw, e.g. ``helpers make-data shapes DIR
@@ -32,9 +32,9 @@ from helpers.explain import (
     pointing_game,
     pointing_summary,
 )
-from helpers.generate import ensure_dataset, shape_boxes
+from helpers.datasets.generate import ensure_dataset, shape_boxes
 from helpers.predict import predict_dataframe, predict_split
-from helpers.workflows import train_from_source
+from helpers.app.workflows import train_from_source
 
 # What the issue asks of a SmallVGGNet trained with `train`.
 TARGET_HIT_RATE = 0.80

@@ -2,7 +2,7 @@
 
 Trains SmallVGGNet (the tutorial's, or its global max-pooling variant) with each recipe on
 two generated datasets of different kinds, the embedded ``fashion`` set (2,000 garments, 9 labels) and the ``shapes`` set
-(1,080 coloured shapes, 7 labels), through ``helpers.workflows.train_from_source``, the
+(1,080 coloured shapes, 7 labels), through ``helpers.app.workflows.train_from_source``, the
 code path of ``helpers train``: same splits (seed 42, 15 % validation, 15 % test), same
 pipeline, same callbacks. For each recipe and dataset it prints the epochs and seconds until
 the validation micro-F1 first reaches 0.90 and 0.95, the best validation micro-F1 and its
@@ -99,7 +99,7 @@ def run_one(recipe_name, dataset_name, source, out_dir, seed, epochs=None):
     """Train one recipe on one dataset; return its per-epoch curve and summary numbers."""
     import keras
 
-    from helpers.workflows import train_from_source
+    from helpers.app.workflows import train_from_source
 
     register_ablation_models()
     options = dict(RECIPES[recipe_name])
@@ -143,7 +143,7 @@ def run_one(recipe_name, dataset_name, source, out_dir, seed, epochs=None):
 def _default(name):
     import inspect
 
-    from helpers.workflows import train_from_source
+    from helpers.app.workflows import train_from_source
 
     return inspect.signature(train_from_source).parameters[name].default
 
@@ -152,7 +152,7 @@ def describe(recipe_name):
     """The recipe's settings as one short line."""
     import inspect
 
-    from helpers.workflows import DEFAULT_LEARNING_RATES, train_from_source
+    from helpers.app.workflows import DEFAULT_LEARNING_RATES, train_from_source
 
     defaults = {name: parameter.default for name, parameter
                 in inspect.signature(train_from_source).parameters.items()}
@@ -231,7 +231,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from helpers.generate import ensure_dataset
+    from helpers.datasets.generate import ensure_dataset
 
     epochs = 2 if args.quick and args.epochs is None else args.epochs
     sources = {name: ensure_dataset(name, quick=args.quick) for name in args.datasets}

@@ -1,9 +1,9 @@
-"""Shard benchmark: loose image files against TFRecord shards (helpers.shards).
+"""Shard benchmark: loose image files against TFRecord shards (helpers.scale.shards).
 
 Speed: images per second (and CPU time per image) through the same input pipeline (decode, resize to 64x64, batch
 32, shuffle; no augmentation, so that only the reading differs), read from the loose JPEG
 files (``helpers.pipeline.dataset_from_dataframe``) and from shards of the same files
-(``helpers.shards.dataset_from_shards``): the first epoch (reading and decoding, filling the
+(``helpers.scale.shards.dataset_from_shards``): the first epoch (reading and decoding, filling the
 memory cache) and the later epochs (from the cache), at 4x the data by default (every file
 listed four times, its shards holding every image four times), so that a first epoch lasts
 long enough to measure; and the setup before the first batch (listing the files and reading
@@ -12,7 +12,7 @@ their headers, against reading the shard index).
 Memory: peak resident memory (RSS) of one streamed epoch (no cache) at 1x and 4x the data
 (4x lists every file four times; its shards hold every image four times).
 
-Writing: images and MB per second of ``helpers.shards.write_shards`` at 1x and 4x.
+Writing: images and MB per second of ``helpers.scale.shards.write_shards`` at 1x and 4x.
 
 Every measurement runs in its own child process; the speed runs alternate between loose files
 and shards, so a busy machine slows both alike. The machine's load average is printed with
@@ -76,7 +76,8 @@ def _evict(paths):
 
 
 def _dataset(spec, cache):
-    from helpers import pipeline, shards
+    from helpers import pipeline
+    from helpers.scale import shards
 
     common = dict(target_size=(SIZE, SIZE), batch_size=BATCH, shuffle=True, seed=42, cache=cache)
     if spec["method"] == "shards":
@@ -93,7 +94,8 @@ def child_speed(spec):
     Setup (listing the files and checking their headers, or reading the shard index) is timed
     apart, after the imports. CPU time per image is less sensitive to other jobs than wall time.
     """
-    from helpers import pipeline, shards  # noqa: F401  (imports TensorFlow: not part of the setup)
+    from helpers import pipeline
+    from helpers.scale import shards  # noqa: F401  (imports TensorFlow: not part of the setup)
 
     if spec.get("cold"):
         folder = Path(spec["shards"] if spec["method"] == "shards" else spec["data"])
@@ -122,7 +124,7 @@ def child_memory(spec):
 
 def child_write(spec):
     """Seconds to write the shards of the data (fresh folder), with every CPU."""
-    from helpers import shards
+    from helpers.scale import shards
 
     frame = _frame(spec)
     start = time.perf_counter()
@@ -207,7 +209,7 @@ def memory_table(rows):
 
 def write_table(rows):
     lines = [
-        "Writing the shards (`helpers.shards.write_shards`: read, check by decoding at 1/8 scale, pack; "
+        "Writing the shards (`helpers.scale.shards.write_shards`: read, check by decoding at 1/8 scale, pack; "
         f"{os.cpu_count()} threads).",
         "",
         "| Data | Images | Input (MB) | Shards | Shard data (MB) | Seconds | Images/s | MB/s |",
@@ -243,7 +245,7 @@ def main(argv=None):
     if args.data:
         data_dir = Path(args.data).resolve()
     else:
-        from helpers.generate import ensure_dataset
+        from helpers.datasets.generate import ensure_dataset
 
         data_dir = ensure_dataset("fashion", quick=False)
     load_before = _load()

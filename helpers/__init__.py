@@ -1,18 +1,15 @@
 """Helpers for the multi-label image classification tutorial series.
 
-One module per stage of the data flow; a module imports only modules above it in this list
-(``tests/test_structure.py`` checks it, imports inside functions included):
+The core, one module per stage of the data flow; a module imports only modules above it
+and ``helpers.files`` (``tests/test_structure.py`` checks it, imports inside functions too):
 
 ======================  ===============================================================
-``fileio``              atomic writes, strict JSON
-``images``              one image file → RGB pixels (EXIF, every mode, resize)
 ``data``                a layout on disk (folders, VOC XML, CSV) → DataFrame
 ``scan``                DataFrame → label statistics, image sizes, audit
 ``labels``              label vocabulary: label lists ↔ multi-hot rows; the task
 ``splits``              train / validation / test splits (stratified, grouped)
 ``augment``             ImageDataGenerator-style augmentation for Keras 3
 ``pipeline``            DataFrame → ``tf.data`` batches
-``shards``              TFRecord shards: write, manifest, read back (by worker)
 ``evaluation``          truth + probabilities → metrics, thresholds (NumPy only)
 ``imbalance``           class and positive weights, weighted losses, priors
 ``models``              model builders (MLP, SmallVGGNet, ResNet50, VGG16)
@@ -20,12 +17,18 @@ One module per stage of the data flow; a module imports only modules above it in
 ``predict``             a model → probabilities and labels (dataset, split, files)
 ``explain``             Grad-CAM: where the model found each label; the pointing game
 ``training``            compile, callbacks (validation uses ``predict``)
-``distribute``          several devices, several workers: strategies, loop, launcher
 ``plots``               figures in scikit-learn's Display style
-``generate``            the embedded datasets
-``workflows``           train-and-save, evaluate a model folder
 ``notebook``            a notebook's setup: output folder, quiet logs, plot style
-``cli``                 ``python -m helpers`` / ``helpers``
+======================  ===============================================================
+
+What learners do not study lives in subpackages:
+
+======================  ===============================================================
+``files/``              defensive reading: encodings, strict JSON, images under a pixel
+                        budget, the hardened XML / CSV readers, ImageNet weights
+``scale/``              TFRecord shards, ``tf.distribute``
+``app/``                the command line ``helpers …`` and the workflows behind it
+``datasets/``           the generated datasets
 ======================  ===============================================================
 
 Modules are imported on demand (``from helpers import data``), so the CLI's light commands,
@@ -73,30 +76,3 @@ def progress_bar(iterable=None, **options):
         from tqdm.auto import tqdm
     return tqdm(iterable, **options)
 
-
-def moved_names(module, moves):
-    """A module ``__getattr__`` that names the new home of a function that moved.
-
-    Parameters
-    ----------
-    module : str
-        The old module's ``__name__``.
-    moves : dict
-        Old name → where it is now (``"helpers.workflows.train_from_source"``).
-
-    Returns
-    -------
-    callable
-        Assign it to the old module's ``__getattr__``: ``from old import name`` then fails
-        with an ``ImportError`` that says where ``name`` went.
-    """
-
-    def __getattr__(name):
-        if name in moves:
-            raise ImportError(
-                f"{module}.{name} has moved to {moves[name]}; import it from there "
-                "(see 'Changes' in the README)"
-            )
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-    return __getattr__

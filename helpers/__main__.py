@@ -1,5 +1,5 @@
 import sys
 
-from helpers.cli import main
+from helpers.app.cli import main
 
 sys.exit(main())

@@ -6,10 +6,10 @@
 - ``metrics.json``: final validation/test metrics,
 - ``splits.csv``: which image went to train / val / test (so evaluation reuses the test split),
 - while a run is unfinished: ``run.json`` (its settings), ``backup/`` (Keras'
-  ``BackupAndRestore``, or the per-epoch ``tf.train`` checkpoint of ``helpers.distribute``)
+  ``BackupAndRestore``, or the per-epoch ``tf.train`` checkpoint of ``helpers.scale.distribute``)
   and ``checkpoint.weights.h5`` (the best epoch so far).
 
-Every file is written atomically (``helpers.fileio.atomic_path``): after a crash there is the
+Every file is written atomically (``helpers.files.fileio.atomic_path``): after a crash there is the
 old file or the new one, never half of one.
 
 A model folder may have been edited by hand or come from elsewhere, so it is checked before
@@ -29,8 +29,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from helpers import fileio
-from helpers.fileio import atomic_path, atomic_write_json, atomic_write_text, read_json
+from helpers.files import fileio
+from helpers.files.fileio import atomic_path, atomic_write_json, atomic_write_text, read_json
 from helpers.labels import TASKS, check_task
 
 MODEL_FILE = "model.keras"
@@ -496,7 +496,7 @@ def backup_epoch(out_dir):
     int
     """
     backup = Path(out_dir) / BACKUP_DIR
-    state = backup / DISTRIBUTED_STATE_FILE  # helpers.distribute's tf.train checkpoints
+    state = backup / DISTRIBUTED_STATE_FILE  # helpers.scale.distribute's tf.train checkpoints
     if state.is_file() and (backup / "checkpoint").is_file():
         try:
             return int(read_json(state, what="distributed training state")["epochs"])

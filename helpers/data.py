@@ -43,8 +43,9 @@ import defusedxml.ElementTree as SafeElementTree
 import numpy as np
 import pandas as pd
 
-from helpers import fileio, warn
-from helpers.images import IMAGE_EXTENSIONS
+from helpers import warn
+from helpers.files import fileio
+from helpers.files.images import IMAGE_EXTENSIONS
 
 LAYOUTS = ("auto", "folders", "split-folders", "voc", "csv")
 
@@ -819,7 +820,7 @@ def load_dataset(
     """
     if layout in ("auto", "shards") and (Path(source) / "manifest.json").is_file():
         raise ValueError(f"{source} holds TFRecord shards (manifest.json): load it with "
-                         "helpers.shards.load_shards (or helpers.shards.load_any)")
+                         "helpers.scale.shards.load_shards (or helpers.scale.shards.load_any)")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if not Path(source).exists():

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from helpers import moved_names, warn
-from helpers.fileio import to_jsonable
+from helpers import warn
+from helpers.files.fileio import to_jsonable
 from helpers.labels import check_task
 
 AVERAGES = ("micro", "macro", "weighted", "samples")
@@ -883,5 +883,3 @@ def class_curves(y_true, y_prob, classes, kind="pr", micro_average=False):
         curves[label] = entry
     return curves
 
-
-__getattr__ = moved_names(__name__, {"predict_split": "helpers.predict.predict_split"})

@@ -46,7 +46,7 @@ How the maps are computed:
 Heatmaps come at the model's input resolution, scaled to a maximum of 1 (all zeros when no
 region raises the label). A peak is the centre of the map's highest cell, where the
 bilinearly enlarged heatmap is highest, as fractions ``(y, x)`` of the image height and width:
-images are read upright (EXIF orientation applied, ``helpers.images.read_image``) and resized
+images are read upright (EXIF orientation applied, ``helpers.files.images.read_image``) and resized
 without keeping the aspect ratio, so the fractions hold for the picture as a person sees it,
 at any size.
 """
@@ -66,8 +66,8 @@ from keras import layers
 from helpers import warn
 from helpers.artefacts import load_artefacts
 from helpers.evaluation import DEFAULT_THRESHOLD, outcome_examples
-from helpers.fileio import atomic_path
-from helpers.images import ImageError, read_image, resize
+from helpers.files.fileio import atomic_path
+from helpers.files.images import ImageError, read_image, resize
 from helpers.predict import predict_paths
 
 # Layers whose output is a 2-D feature map that Grad-CAM can weigh.
@@ -535,7 +535,7 @@ def grad_cam(model, images, labels, layer=None, classes=None, batch_size=32,
 def explain_files(model_or_cam, paths, labels, batch_size=32, layer=None, classes=None):
     """Heatmaps of image files, one row per image and label.
 
-    Images are read as for prediction (``helpers.images.read_image``: upright, RGB, resized
+    Images are read as for prediction (``helpers.files.images.read_image``: upright, RGB, resized
     to the model's input size). One that cannot be read is left out and listed in
     ``attrs["skipped"]``; it never stops the others.
 
@@ -787,7 +787,7 @@ def box_fractions(boxes, convention="voc"):
     ----------
     boxes : pandas.DataFrame
         Columns ``filename``, ``label``, ``xmin``, ``ymin``, ``xmax``, ``ymax``, ``width`` and
-        ``height`` (``helpers.data.voc_boxes``, ``helpers.generate.shape_boxes``).
+        ``height`` (``helpers.data.voc_boxes``, ``helpers.datasets.generate.shape_boxes``).
     convention : {"voc", "edges"}, default="voc"
         ``"voc"``: 1-based pixel numbers, both ends inside the box (VOC XML); ``"edges"``:
         0-based pixel edges, the box covering columns ``xmin`` to ``xmax - 1``.

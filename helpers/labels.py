@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import warn
-from helpers.fileio import read_json
+from helpers.files.fileio import read_json
 
 FORMAT = "helpers.LabelVocabulary"
 # multi_label: any number of labels per image (sigmoid outputs, binary cross-entropy);

@@ -10,13 +10,13 @@ Decoding takes the fast road when it can: plain 8-bit RGB/grayscale JPEGs and PN
 without EXIF rotation are decoded by TensorFlow itself (JPEGs at a reduced DCT
 scale, like Pillow's ``draft``), which is several times faster than calling Python
 per image. Everything else (CMYK, 16-bit, palette, alpha, GIF, BMP, EXIF-rotated
-photos, suspicious files) goes through ``helpers.images.read_image`` (Pillow).
+photos, suspicious files) goes through ``helpers.files.images.read_image`` (Pillow).
 Both roads resize the same way (area averaging to shrink, bilinear to enlarge, as
-``helpers.images.resize``) and give the same pixels to within one grey level, and the
+``helpers.files.images.resize``) and give the same pixels to within one grey level, and the
 same as ``read_image`` gives at prediction time. Large images (over
-``helpers.images.LARGE_PIXELS`` once decoded) take the Pillow road too, which needs one
+``helpers.files.images.LARGE_PIXELS`` once decoded) take the Pillow road too, which needs one
 copy of their pixels where TensorFlow needs four, and every decode keeps to the pixel
-budget ``helpers.images.MAX_PIXELS``.
+budget ``helpers.files.images.MAX_PIXELS``.
 
 A file that fails costs that file alone: it is dropped from its batch (never the batch),
 the number of batches stays fixed, and a prediction pass (``dataset.for_prediction``,
@@ -41,16 +41,9 @@ import pandas as pd
 import tensorflow as tf
 
 from helpers import augment as augmentations
-from helpers import data, fileio, images, warn
-from helpers.augment import (  # noqa: F401  re-exported: where notebooks found them first
-    AUGMENT_ARGUMENTS,
-    FILL_MODES,
-    RandomAffine,
-    affine_matrices,
-    augment_images,
-    augmentation,
-    warp_affine,
-)
+from helpers import data, warn
+from helpers.files import fileio
+from helpers.files import images
 from helpers.labels import LabelVocabulary, to_label_lists
 
 CLASS_MODES = ("multi_hot", "categorical", "sparse", None)
@@ -80,11 +73,11 @@ def choose_road(header, target_size, complete=True):
     Parameters
     ----------
     header : dict
-        ``helpers.images.read_header`` of the image (``width``, ``height``, ``mode``,
+        ``helpers.files.images.read_header`` of the image (``width``, ``height``, ``mode``,
         ``format``, ``orientation``).
     target_size : (height, width)
     complete : bool
-        Whether the file ends as a complete JPEG or PNG does (``helpers.images.is_complete``).
+        Whether the file ends as a complete JPEG or PNG does (``helpers.files.images.is_complete``).
 
     Returns
     -------
@@ -160,7 +153,7 @@ def check_files(paths, target_size=(64, 64), full_decode=False, workers=None):
 
 
 def _tf_resize(image, target_size, shrink_height, shrink_width):
-    """``helpers.images.resize`` in TensorFlow: area averaging to shrink, bilinear to enlarge.
+    """``helpers.files.images.resize`` in TensorFlow: area averaging to shrink, bilinear to enlarge.
 
     Antialiased bilinear (``tf.image.resize(antialias=True)``) costs about as much as
     the JPEG decoding itself; area averaging costs about an eighth of it.
@@ -478,7 +471,7 @@ def missing_files(dataset, rows):
     list of dict
         ``{"path", "reason"}`` per file of ``dataset.file_paths`` that never arrived, in
         row order. The reason comes from reading the file again with
-        ``helpers.images.read_image``; each file not named yet is warned about once.
+        ``helpers.files.images.read_image``; each file not named yet is warned about once.
     """
     arrived = np.zeros(len(dataset.file_paths), dtype=bool)
     arrived[np.asarray(rows, dtype=np.int64)] = True

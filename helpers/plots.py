@@ -68,7 +68,6 @@ class Display:
         return f"{type(self).__name__}({len(self.axes_)} axes)"
 
 
-PanelGrid = Display  # the name of the multi-panel result before every plot returned a Display
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -134,8 +133,8 @@ def _show_text(ax, text):
 
 
 def _load_image(path, target_size):
-    """Read an image with helpers.images, or return None (and warn) when it cannot be read."""
-    from helpers.images import read_image  # Pillow only, but only the galleries need it
+    """Read an image with helpers.files.images, or return None (and warn) when it cannot be read."""
+    from helpers.files.images import read_image  # Pillow only, but only the galleries need it
 
     try:
         return read_image(path, target_size=target_size)
@@ -1056,7 +1055,7 @@ def plot_heatmap_overlay(image, heatmaps, labels, *, peaks=None, probabilities=N
     Parameters
     ----------
     image : array-like (height, width, 3) or path
-        uint8 or floats in [0, 1]; a path is read upright (``helpers.images.read_image``).
+        uint8 or floats in [0, 1]; a path is read upright (``helpers.files.images.read_image``).
     heatmaps : array-like (k, h, w) or (h, w)
         Values in [0, 1] at any resolution, stretched over the image (e.g.
         ``Explanation.heatmaps[i]``).

@@ -7,7 +7,7 @@
 - :func:`predict_paths`: a model folder on image files and folders, with label names;
 - :func:`annotate`: a copy of an image with its predicted labels drawn on.
 
-Images are read exactly as for training (``helpers.images.read_image``: EXIF-aware, any
+Images are read exactly as for training (``helpers.files.images.read_image``: EXIF-aware, any
 mode converted to RGB, resized to the saved ``target_size`` by area averaging or bilinear
 enlargement, scaled to [0, 1]). Probabilities become labels in one way,
 ``helpers.evaluation.apply_thresholds``: the thresholds saved in ``labels.json``, or the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import REPO_ROOT, moved_names, warn
+from helpers import REPO_ROOT, warn
 from helpers.artefacts import (
     load_artefacts,
     output_units,
@@ -30,11 +30,10 @@ from helpers.artefacts import (
 )
 from helpers.data import list_images
 from helpers.evaluation import DEFAULT_THRESHOLD, apply_thresholds
-from helpers.fileio import printable
-from helpers.images import ImageError, read_header, read_image
+from helpers.files.fileio import printable
+from helpers.files.images import ImageError, read_header, read_image
 from helpers.labels import to_label_lists
-from helpers.pipeline import missing_files, quiet_upstream_warnings
-from helpers.shards import dataset_for
+from helpers.pipeline import dataset_from_dataframe, missing_files, quiet_upstream_warnings
 
 
 def _batch_predictor(model):
@@ -54,7 +53,7 @@ def predict_rows(model, dataset):
     model : keras.Model
     dataset : tf.data.Dataset
         From ``helpers.pipeline.dataset_from_dataframe`` or
-        ``helpers.shards.dataset_from_shards`` (its ``for_prediction`` variant is used: no
+        ``helpers.scale.shards.dataset_from_shards`` (its ``for_prediction`` variant is used: no
         augmentation, every image once).
 
     Returns
@@ -136,7 +135,8 @@ def _loaded(model_dir_or_loaded):
     )
 
 
-def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
+def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32,
+                      make_dataset=dataset_from_dataframe):
     """Predict every image of a DataFrame (``filename``, ``labels``) through the tf.data pipeline.
 
     Parameters
@@ -145,6 +145,8 @@ def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
     dataframe : pandas.DataFrame
         Labels must all be classes of the model.
     batch_size : int
+    make_dataset : callable, default ``helpers.pipeline.dataset_from_dataframe``
+        Builds the dataset from the rows (``helpers.scale.shards.dataset_for`` reads shard rows).
 
     Returns
     -------
@@ -162,7 +164,7 @@ def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32):
             f"the dataset has labels the model was not trained on: {unknown}; "
             f"the model knows {classes}"
         )
-    dataset = dataset_for(  # files, or the rows of a shard folder
+    dataset = make_dataset(
         dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
         batch_size=batch_size, shuffle=False,
     )
@@ -188,7 +190,7 @@ def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
     Parameters
     ----------
     model_dir : str or Path
-        Artefact folder written by ``helpers.workflows.train_from_source``.
+        Artefact folder written by ``helpers.app.workflows.train_from_source``.
     split : {"train", "val", "test"}, default="test"
         Which rows of ``splits.csv`` to predict.
     batch_size : int, default=32
@@ -376,7 +378,3 @@ def annotate(path, result, out_path, min_size=320, max_lines=5, max_size=2048):
     image.convert("RGB").save(out_path)
     return out_path
 
-
-__getattr__ = moved_names(__name__, {
-    "evaluate_model_dir": "helpers.workflows.evaluate_model_dir",
-})

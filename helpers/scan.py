@@ -4,7 +4,7 @@
 not on disk yet; ``audit`` decodes every image fully, the way training will.
 All functions take the DataFrame returned by ``helpers.data.load_dataset``.
 
-Both keep to the pixel budget of ``helpers.images`` (``MAX_PIXELS``): an image that
+Both keep to the pixel budget of ``helpers.files.images`` (``MAX_PIXELS``): an image that
 could not be decoded within it is reported, with its size, from its header alone.
 """
 import os
@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import sparse
 
 from helpers import progress_bar
-from helpers.images import ImageError, read_header, read_image
+from helpers.files.images import ImageError, read_header, read_image
 
 
 def _check_frame(df, columns=("filename", "labels")):
@@ -293,7 +293,7 @@ def scan(df, sizes=True, progress=False):
     n_images = int(len(df))
     combinations = _combinations(df)
     counts = _label_counts_from(combinations)
-    # Images packed in shards (helpers.shards) are no files; their header facts are columns.
+    # Images packed in shards (helpers.scale.shards) are no files; their header facts are columns.
     packed = {"shard_file", "record_id"} <= set(df.columns)
     missing = [] if packed else find_missing(df["filename"].tolist())
     summary = None

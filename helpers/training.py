@@ -9,39 +9,17 @@
   ``history.csv``, backup for resuming, one log line per epoch (``EpochLogger``).
 
 The model folder these runs write is described in :mod:`helpers.artefacts`; the whole
-train-and-save workflow is ``helpers.workflows.train_from_source``.
+train-and-save workflow is ``helpers.app.workflows.train_from_source``.
 """
 import time
 from pathlib import Path
 
 import keras
 
-from helpers import imbalance, moved_names, warn
-from helpers.artefacts import (  # noqa: F401  re-exported: these lived here before
-    BACKUP_DIR,
-    CHECKPOINT_FILE,
-    HISTORY_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    RUN_FILE,
-    SPLITS_FILE,
-    assign_splits,
-    backup_epoch,
-    load_artefacts,
-    output_units,
-    read_history,
-    read_splits,
-    save_artefacts,
-    update_thresholds,
-    validate_metadata,
-)
-from helpers.augment import DEFAULT_AUGMENT  # noqa: F401
-from helpers.evaluation import THRESHOLD_AVERAGES as AVERAGES  # noqa: F401
+from helpers import imbalance, warn
+from helpers.artefacts import BACKUP_DIR, CHECKPOINT_FILE, HISTORY_FILE, output_units
 from helpers.evaluation import threshold_metrics
-from helpers.fileio import atomic_write_json, atomic_write_text  # noqa: F401
-from helpers.labels import TASKS, check_task, infer_task  # noqa: F401
-from helpers.pipeline import quiet_upstream_warnings  # noqa: F401
+from helpers.labels import check_task
 from helpers.predict import predict_dataset
 
 
@@ -467,8 +445,3 @@ def restore_best(model, out_dir):
             warn(f"{path}: not restored ({error})")
 
 
-__getattr__ = moved_names(__name__, {
-    "train_from_source": "helpers.workflows.train_from_source",
-    "decide": "helpers.evaluation.apply_thresholds (with task=...)",
-    "atomic_save_model": "helpers.artefacts.save_model",
-})

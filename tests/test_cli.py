@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from helpers.cli import main
+from helpers.app.cli import main
 from helpers.data import load_dataset
-from helpers.generate import make_dataset
+from helpers.datasets.generate import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +128,8 @@ def test_wrong_arguments_are_refused_by_the_parser(capsys):
 def test_train_defaults_are_the_recipe_of_train_from_source():
     import inspect
 
-    from helpers.cli import build_parser
-    from helpers.workflows import train_from_source
+    from helpers.app.cli import build_parser
+    from helpers.app.workflows import train_from_source
 
     args = build_parser().parse_args(["train", "data", "--out", "run"])
     defaults = inspect.signature(train_from_source).parameters

@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from helpers import distribute  # noqa: E402
-from helpers.cli import main  # noqa: E402
-from helpers.generate import make_dataset  # noqa: E402
+from helpers.scale import distribute  # noqa: E402
+from helpers.app.cli import main  # noqa: E402
+from helpers.datasets.generate import make_dataset  # noqa: E402
 
 TRAIN = ["--image-size", "32", "--batch-size", "16", "--no-augment", "--seed", "3"]
 RUN_SECONDS = 240  # per command; a hung collective fails the test instead of CI
@@ -141,7 +141,7 @@ def test_a_failing_worker_stops_the_others(tmp_path, scratch, monkeypatch):
 def test_ctrl_c_or_sigterm_stops_the_workers(sig, sleeper, tmp_path, scratch, reaped):
     code = ("import signal\n"  # Ctrl-C raises KeyboardInterrupt even if started in the background
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            f"from helpers.distribute import launch_workers\n"
+            f"from helpers.scale.distribute import launch_workers\n"
             f"launch_workers(['x'], 2, timeout=60, python={str(sleeper)!r})\n")
     launcher = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True,
@@ -267,7 +267,7 @@ def test_two_logical_cpu_devices_train_with_fit(shapes_shards, scratch, tmp_path
 @pytest.mark.slow
 def test_splitting_the_cpu_too_late_says_what_to_do():
     code = ("import tensorflow as tf; tf.constant(1.0) + 1\n"
-            "from helpers.distribute import mirrored_strategy\n"
+            "from helpers.scale.distribute import mirrored_strategy\n"
             "try:\n    mirrored_strategy(2)\nexcept ValueError as error:\n    print(error)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))

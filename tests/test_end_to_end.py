@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from helpers.cli import main
-from helpers.generate import make_dataset
+from helpers.app.cli import main
+from helpers.datasets.generate import make_dataset
 
 BROKEN_IMAGES = {
     "broken_empty.jpg": b"",

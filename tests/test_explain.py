@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from helpers import artefacts, explain, models
-from helpers.cli import main
+from helpers.app.cli import main
 from helpers.data import list_images, voc_boxes
-from helpers.generate import make_dataset, shape_boxes
+from helpers.datasets.generate import make_dataset, shape_boxes
 
 SIZE = 32
 CLASSES = ["red", "bright"]
@@ -424,7 +424,7 @@ def test_a_smallvggnet_trained_on_shapes_points_at_the_shape(tmp_path):
     from helpers.data import load_split_folders
     from helpers.evaluation import apply_thresholds
     from helpers.predict import predict_dataframe
-    from helpers.workflows import train_from_source
+    from helpers.app.workflows import train_from_source
 
     data = make_dataset("shapes", tmp_path / "shapes", scale=0.3, progress=False)
     result = train_from_source(data, tmp_path / "model", layout="split-folders", epochs=12,

@@ -1,4 +1,4 @@
-"""Tests for helpers.fileio: atomic writes leave the old file or the new one; strict JSON."""
+"""Tests for helpers.files.fileio: atomic writes leave the old file or the new one; strict JSON."""
 import json
 import os
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import fileio
+from helpers.files import fileio
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch):

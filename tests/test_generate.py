@@ -1,4 +1,4 @@
-"""Tests for helpers.generate: determinism, layouts, markers and argument checks."""
+"""Tests for helpers.datasets.generate: determinism, layouts, markers and argument checks."""
 import csv
 import hashlib
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import generate
-from helpers.generate import fashion_counts, make_dataset
+from helpers.datasets import generate
+from helpers.datasets.generate import fashion_counts, make_dataset
 
 TINY = 0.02  # ~40 fashion images, ~36 scene images: each dataset takes well under a second or two
 

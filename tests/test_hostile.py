@@ -29,7 +29,9 @@ from _hostile import (
 )
 from PIL import Image
 
-from helpers import REPO_ROOT, cli, fileio
+from helpers import REPO_ROOT
+from helpers.app import cli
+from helpers.files import fileio
 from helpers.data import load_dataset
 
 TIME_LIMIT = 120  # seconds for one command on one small hostile dataset
@@ -116,7 +118,7 @@ def test_the_index_lists_every_case_of_the_corpus(corpus):
 
 
 def run_cli(capsys, argv):
-    """``helpers.cli.main(argv)``: exit code, stdout, stderr and the warnings it gave."""
+    """``helpers.app.cli.main(argv)``: exit code, stdout, stderr and the warnings it gave."""
     with warnings.catch_warnings(record=True) as caught:
         code = cli.main(argv)
     captured = capsys.readouterr()
@@ -306,7 +308,7 @@ def test_the_pixel_budget_names_the_file_and_its_size(corpus, capsys):
 
 
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale(corpus):
-    from helpers import images
+    from helpers.files import images
 
     path = corpus["large_jpeg"].source / "cat" / "large.jpg"
     assert images.read_image(path).shape == (3000, 4000, 3)  # 48 MP > 30 MP: at 1/2 scale
@@ -325,7 +327,7 @@ def test_audit_text_report_prints_names_that_are_not_utf8(corpus, capsys, tmp_pa
 
 
 def test_one_corrupt_file_among_40_good_ones_evaluates_all_40_good_ones_and_names_the_corrupt_one(tmp_path):
-    from helpers import workflows
+    from helpers.app import workflows
 
     for index in range(40):
         good_image(tmp_path / "data" / CLASSES[index % 2] / f"{index:02d}.png", CLASSES[index % 2], index)

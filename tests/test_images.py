@@ -1,4 +1,4 @@
-"""Tests for helpers.images: odd formats decode to RGB at the right size, broken ones fail clearly."""
+"""Tests for helpers.files.images: odd formats decode to RGB at the right size, broken ones fail clearly."""
 import re
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from conftest import ODD_IMAGES, make_exif_rotated_jpeg
 from PIL import Image
 
-from helpers.images import IMAGE_EXTENSIONS, ImageError, read_header, read_image, resize
+from helpers.files.images import IMAGE_EXTENSIONS, ImageError, read_header, read_image, resize
 
 GOOD = [name for name, (ok, *_rest) in ODD_IMAGES.items() if ok]
 BAD = {
@@ -171,7 +171,7 @@ def test_header_gives_the_exif_orientation(odd_images_dir):
 
 
 def test_a_cut_download_is_not_complete(odd_images_dir):
-    from helpers.images import is_complete
+    from helpers.files.images import is_complete
 
     whole = (odd_images_dir / "UPPER.JPG").read_bytes()
     assert is_complete(whole, "JPEG") and is_complete(odd_images_dir / "UPPER.JPG", "JPEG")
@@ -201,13 +201,13 @@ def test_the_pixel_budget_fires_before_pillows_own_check(tmp_path):
     ((40000, 30000), (4000, 4000), 8),
 ])
 def test_jpeg_decode_scale_keeps_to_the_budget(size, target, expected):
-    from helpers.images import decode_scale
+    from helpers.files.images import decode_scale
 
     assert decode_scale(size, "JPEG", target, max_pixels=30_000_000) == expected
 
 
 def test_a_large_png_is_refused_but_a_large_jpeg_is_scaled():
-    from helpers.images import decode_scale
+    from helpers.files.images import decode_scale
 
     with pytest.raises(ValueError, match="too many pixels: 8000×6000"):
         decode_scale((8000, 6000), "PNG", max_pixels=30_000_000)

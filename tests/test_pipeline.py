@@ -9,7 +9,8 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 
 
-from helpers import images, pipeline  # noqa: E402
+from helpers import pipeline
+from helpers.files import images  # noqa: E402
 from helpers.labels import LabelVocabulary  # noqa: E402
 
 TARGET = (16, 20)  # not square, to catch height/width mix-ups

@@ -9,7 +9,7 @@ from PIL import Image
 from _factories import CLASSES, SIZE, save_model_folder
 
 from helpers import artefacts, predict
-from helpers.images import read_image
+from helpers.files.images import read_image
 
 
 def _save_model(model_dir, task="multi_label", thresholds=(0.45, 0.5, 0.55, 0.5), seed=0):
@@ -144,7 +144,7 @@ def test_annotate_draws_the_labels_on_an_enlarged_copy(model_dir, photos, tmp_pa
 
 
 def test_cli_predict_reports_broken_images_without_stopping(model_dir, odd_images_dir, capsys):
-    from helpers.cli import main
+    from helpers.app.cli import main
 
     code = main(["predict", "--model-dir", str(model_dir), "--format", "json", str(odd_images_dir)])
     assert code == 0

@@ -15,9 +15,10 @@ import tensorflow as tf  # noqa: E402
 from _factories import make_fashion_folders  # noqa: E402
 from conftest import make_exif_rotated_jpeg  # noqa: E402
 
-from helpers import data, pipeline, scan, shards  # noqa: E402
-from helpers.cli import main  # noqa: E402
-from helpers.generate import make_dataset  # noqa: E402
+from helpers import data, pipeline, scan
+from helpers.scale import shards  # noqa: E402
+from helpers.app.cli import main  # noqa: E402
+from helpers.datasets.generate import make_dataset  # noqa: E402
 from helpers.splits import split_dataframe  # noqa: E402
 
 TARGET = (16, 20)  # not square, to catch height/width mix-ups

@@ -6,7 +6,7 @@ import pytest
 from _factories import compiled_mlp, tiny_arrays
 from sklearn.metrics import f1_score
 
-from helpers import models, training
+from helpers import artefacts, models, predict, training
 
 
 # ------------------------------------------------------------------------------ compile
@@ -122,10 +122,10 @@ def test_metrics_callback_values_reach_history_and_csv(tmp_path):
     history = model.fit(images[16:], labels[16:], validation_data=(images[:16], labels[:16]),
                         epochs=2, batch_size=8, callbacks=callbacks, verbose=0)
 
-    _, y_prob = training.predict_dataset(model, (images[:16], labels[:16]))
+    _, y_prob = predict.predict_dataset(model, (images[:16], labels[:16]))
     last_epoch_f1 = f1_score(labels[:16], y_prob >= 0.5, average="micro", zero_division=0)
     assert history.history["val_f1_micro"][-1] == pytest.approx(last_epoch_f1, abs=1e-6)
-    csv = pd.read_csv(tmp_path / training.HISTORY_FILE)
+    csv = pd.read_csv(tmp_path / artefacts.HISTORY_FILE)
     for key in ("val_f1_micro", "val_f1_macro", "val_f1_weighted", "val_precision_micro",
                 "val_recall_weighted", "learning_rate"):
         assert key in csv.columns
@@ -149,7 +149,7 @@ def test_a_schedule_is_logged_per_epoch_not_reduced_on_plateau(tmp_path):
     assert names.index("LearningRateLogger") < names.index("CSVLogger")
     model.fit(images[8:], labels[8:], validation_data=validation, epochs=4, batch_size=8,
               callbacks=callbacks, verbose=0)
-    logged = training.read_history(tmp_path)["learning_rate"].to_numpy()
+    logged = artefacts.read_history(tmp_path)["learning_rate"].to_numpy()
     np.testing.assert_allclose(logged, _rates(schedule, [3, 6, 9, 12]), rtol=1e-5, atol=1e-12)
     assert logged[0] == pytest.approx(1e-3) and logged[-1] == pytest.approx(0.0, abs=1e-12)
 
@@ -203,7 +203,7 @@ def test_interrupted_fit_resumes_from_its_last_finished_epoch(tmp_path):
     with pytest.raises(RuntimeError, match="simulated"):
         first.fit(images[8:], labels[8:], validation_data=validation, epochs=5, batch_size=8,
                   callbacks=callbacks + [Crash(at_epoch=2)], verbose=0)
-    assert training.backup_epoch(tmp_path) == 2
+    assert artefacts.backup_epoch(tmp_path) == 2
     weights_after_two_epochs = first.get_weights()
 
     second = compiled_mlp(seed=2)  # different random start
@@ -214,7 +214,7 @@ def test_interrupted_fit_resumes_from_its_last_finished_epoch(tmp_path):
     assert recorder.epochs == [2, 3]
     for restored, saved in zip(recorder.weights_at_start, weights_after_two_epochs):
         np.testing.assert_array_equal(restored, saved)
-    assert training.read_history(tmp_path).index.tolist() == [0, 1, 2, 3]
+    assert artefacts.read_history(tmp_path).index.tolist() == [0, 1, 2, 3]
 
 
 # ---------------------------------------------------------------------------- artefacts

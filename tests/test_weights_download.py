@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import models
-from helpers.cli import main
+from helpers.app.cli import main
 
 PAYLOAD = b"not really ResNet50, but the right bytes\n" * 50
 
@@ -205,7 +205,7 @@ def test_a_served_weights_file_is_loaded_into_resnet50(keras_home, tmp_path, mon
 
 @pytest.fixture(scope="module")
 def scenes_tiny(tmp_path_factory):
-    from helpers.generate import make_dataset
+    from helpers.datasets.generate import make_dataset
 
     return make_dataset("scenes", tmp_path_factory.mktemp("data") / "scenes", scale=0.02,
                         progress=False)
@@ -216,7 +216,7 @@ def scenes_tiny(tmp_path_factory):
 TRAIN_SCRIPT = """
 import sys
 from helpers import models
-from helpers.cli import main
+from helpers.app.cli import main
 models.IMAGENET_WEIGHTS["resnet50"]["origin"] = sys.argv[1]
 sys.exit(main(sys.argv[2:]))
 """
@@ -247,11 +247,11 @@ def test_train_with_imagenet_weights_offline_finishes_with_one_line(how, scenes_
 
 
 def test_offline_flag_sets_the_switch_for_the_run_only(monkeypatch):
-    from helpers import cli
+    from helpers.app import cli
 
     seen = []
     monkeypatch.delenv(models.OFFLINE_ENVIRONMENT, raising=False)
-    monkeypatch.setattr("helpers.workflows.train_from_source",
+    monkeypatch.setattr("helpers.app.workflows.train_from_source",
                         lambda *args, **kwargs: seen.append(models.downloads_allowed()))
     assert cli.main(["train", "data", "--out", "x", "--offline"]) == 0
     assert cli.main(["train", "data", "--out", "x"]) == 0

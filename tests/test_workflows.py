@@ -1,4 +1,4 @@
-"""Tests for helpers.workflows: train a model folder from any layout, resume it, evaluate it."""
+"""Tests for helpers.app.workflows: train a model folder from any layout, resume it, evaluate it."""
 import json
 import os
 import signal
@@ -12,7 +12,9 @@ import pytest
 from _factories import CLASSES, make_fashion_folders, save_model_folder
 from PIL import Image
 
-from helpers import REPO_ROOT, artefacts, fileio, training, workflows
+from helpers import REPO_ROOT, artefacts, training
+from helpers.files import fileio
+from helpers.app import workflows
 
 
 @pytest.mark.slow
@@ -74,7 +76,7 @@ def test_train_from_source_multi_class_and_wrong_task(tmp_path):
 
 TRAIN_SCRIPT = """
 import sys
-from helpers.workflows import train_from_source
+from helpers.app.workflows import train_from_source
 train_from_source(sys.argv[1], sys.argv[2], layout="split-folders", model="mlp",
                   epochs=int(sys.argv[3]), image_size=16, batch_size=4, val_size=0.25,
                   test_size=0.25, patience=50, log=lambda line: print(line, flush=True))

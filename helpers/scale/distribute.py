@@ -2,7 +2,7 @@
 
 - :func:`mirrored_strategy`: ``MirroredStrategy`` over N local devices (GPUs, or the CPU split
   into N logical devices). Training is then plain ``model.fit``, the model built and compiled
-  under ``strategy.scope()`` (``helpers.workflows.train_from_source(strategy=...)``).
+  under ``strategy.scope()`` (``helpers.app.workflows.train_from_source(strategy=...)``).
 - :func:`multi_worker_strategy` + :func:`fit_multi_worker`: ``MultiWorkerMirroredStrategy``
   from ``TF_CONFIG`` with a custom training loop over the Keras 3 model.
 - :func:`launch_workers`: N worker processes on this machine (loopback ports), for trying
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.fileio import atomic_write_json, atomic_write_text
+from helpers.files.fileio import atomic_write_json, atomic_write_text
 
 # TensorFlow, Keras and the training modules are imported where they are used, so that the
 # launcher (``helpers train --workers N``) starts its workers without loading them first.
@@ -73,7 +73,7 @@ def logical_cpus(n_devices):
         if have != n_devices:
             raise ValueError(
                 f"devices={n_devices}: TensorFlow has already initialised its devices ({have} "
-                "logical CPU); split the CPU first: call helpers.distribute.mirrored_strategy "
+                "logical CPU); split the CPU first: call helpers.scale.distribute.mirrored_strategy "
                 "(or logical_cpus) before any TensorFlow operation, at the top of a fresh process "
                 f"or kernel, or run `helpers train SOURCE --devices {n_devices}` ({error})"
             ) from None

@@ -15,9 +15,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from helpers import artefacts, distribute, evaluation, warn
+from helpers import artefacts, evaluation, warn
+from helpers.scale import distribute
 from helpers import models as model_builders
-from helpers.fileio import printable
+from helpers.files.fileio import printable
 from helpers.augment import DEFAULT_AUGMENT
 from helpers.labels import TASKS, LabelVocabulary, infer_task
 from helpers.pipeline import (
@@ -26,7 +27,7 @@ from helpers.pipeline import (
     quiet_upstream_warnings,
 )
 from helpers.predict import predict_dataframe, predict_rows
-from helpers.shards import check_shards, dataset_for, is_shard_frame, load_any, worker_shares
+from helpers.scale.shards import check_shards, dataset_for, is_shard_frame, load_any, worker_shares
 from helpers.splits import split_dataframe
 from helpers.training import (
     EpochLogger,
@@ -68,7 +69,7 @@ def train_from_source(
     Parameters
     ----------
     source : str or Path
-        Dataset folder, VOC root, CSV file or shard folder (``helpers.shards``).
+        Dataset folder, VOC root, CSV file or shard folder (``helpers.scale.shards``).
     out_dir : str or Path
         Artefact folder.
     layout : str
@@ -115,13 +116,13 @@ def train_from_source(
     log : callable
         Receives progress lines.
     strategy : tf.distribute.Strategy, optional
-        ``helpers.distribute.mirrored_strategy(N)``: N local devices, ``fit`` as usual;
-        ``helpers.distribute.multi_worker_strategy()`` (in each worker process, from
-        ``TF_CONFIG``): the custom loop of ``helpers.distribute.fit_multi_worker``, each worker
+        ``helpers.scale.distribute.mirrored_strategy(N)``: N local devices, ``fit`` as usual;
+        ``helpers.scale.distribute.multi_worker_strategy()`` (in each worker process, from
+        ``TF_CONFIG``): the custom loop of ``helpers.scale.distribute.fit_multi_worker``, each worker
         reading its own shard files (or every N-th file), the chief (worker 0) alone writing
         ``out_dir``. ``batch_size`` stays the global batch, split between the replicas
         (it must be a multiple of their number), and ``learning_rate`` is used as given: the
-        same training as in one process (see ``helpers.distribute`` for larger batches).
+        same training as in one process (see ``helpers.scale.distribute`` for larger batches).
     **load_options
         Passed to ``helpers.data.load_dataset`` (``image_column``, ``separator``...).
 
@@ -253,7 +254,7 @@ def _worker_steps(strategy, train_df, batch_size):
 
 def _fit_on_workers(strategy, network, train_df, train_options, val_ds, out_dir, epochs,
                     batch_size, steps, monitor, patience, task, loss, build, log):
-    """Train with ``helpers.distribute.fit_multi_worker``; on the chief, a plain copy of the
+    """Train with ``helpers.scale.distribute.fit_multi_worker``; on the chief, a plain copy of the
     best model (outside the strategy, so that ``predict`` and ``save`` work as usual)."""
 
     def train_dataset(n_workers, worker_index, per_replica_batch):
@@ -520,13 +521,15 @@ def evaluate_model_dir(model_dir, dataframe, split="all", tune_thresholds=False,
         if task != "multi_label":
             raise ValueError("tune_thresholds only applies to multi_label models")
         val_rows = rows_of_split(dataframe, model_dir, "val")
-        y_val, p_val, _, _ = predict_dataframe((model, metadata), val_rows, batch_size)
+        y_val, p_val, _, _ = predict_dataframe((model, metadata), val_rows, batch_size,
+                                            make_dataset=dataset_for)
         thresholds, table = evaluation.choose_thresholds(y_val, p_val, classes=classes,
                                                          min_precision=min_precision)
         metadata = artefacts.update_thresholds(model_dir, thresholds)
 
     rows = dataframe if split == "all" else rows_of_split(dataframe, model_dir, split)
-    y_true, y_prob, _, skipped = predict_dataframe((model, metadata), rows, batch_size)
+    y_true, y_prob, _, skipped = predict_dataframe((model, metadata), rows, batch_size,
+                                              make_dataset=dataset_for)
     report = evaluation.evaluation_report(y_true, y_prob, classes, thresholds, task)
     counts = {"found": int(len(rows)), "used": int(len(y_true)), "skipped": len(skipped)}
     report.update({"n_images": int(len(y_true)), "split": split, "skipped": skipped,

@@ -750,7 +750,7 @@ def _voc_xml(image_id, width, height, objects):
     ET.SubElement(root, "folder").text = "VOC2012"
     ET.SubElement(root, "filename").text = f"{image_id}.jpg"
     source = ET.SubElement(root, "source")
-    ET.SubElement(source, "database").text = "Synthetic scenes (helpers.generate)"
+    ET.SubElement(source, "database").text = "Synthetic scenes (helpers.datasets.generate)"
     ET.SubElement(source, "annotation").text = "PASCAL VOC2012 layout"
     ET.SubElement(source, "image").text = "generated"
     size = ET.SubElement(root, "size")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from helpers import warn
 from helpers.data import LAYOUTS
-from helpers.fileio import printable
-from helpers.generate import PRESETS
+from helpers.files.fileio import printable
+from helpers.datasets.generate import PRESETS
 
 # Annotated copies keep the image's extension when Pillow writes it, else become PNG.
 ANNOTATE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -25,7 +25,7 @@ ANNOTATE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", "
 
 def print_json(document):
     """Print ``document`` as indented strict JSON (NaN and infinity as null)."""
-    from helpers.fileio import dumps
+    from helpers.files.fileio import dumps
 
     print(dumps(document))
 
@@ -82,7 +82,7 @@ def dataset_options(args):
 
 
 def load_from_args(args):
-    from helpers.shards import load_any
+    from helpers.scale.shards import load_any
 
     return load_any(args.source, **dataset_options(args))
 
@@ -97,7 +97,7 @@ def skipped_note(dataframe):
 
 
 def command_make_data(args):
-    from helpers.generate import make_dataset
+    from helpers.datasets.generate import make_dataset
 
     out_dir = make_dataset(args.preset, args.out_dir, seed=args.seed, scale=args.scale, progress=True)
     print(f"wrote the {args.preset} dataset to {out_dir}")
@@ -134,7 +134,7 @@ def command_scan(args):
 
 def command_audit(args):
     from helpers.scan import audit
-    from helpers.shards import audit_shards, is_shard_frame
+    from helpers.scale.shards import audit_shards, is_shard_frame
 
     dataframe = load_from_args(args)
     report = (audit_shards if is_shard_frame(dataframe) else audit)(dataframe, progress=args.format != "json")
@@ -149,7 +149,7 @@ def command_audit(args):
 
 
 def command_shard(args):
-    from helpers.shards import is_shard_folder, write_shards
+    from helpers.scale.shards import is_shard_folder, write_shards
 
     if args.layout == "shards" or (args.layout == "auto" and is_shard_folder(args.source)):
         raise ValueError(f"{args.source} already holds shards; give the dataset they were written from")
@@ -171,7 +171,7 @@ def command_train(args):
     if args.command == "train" and args.workers is not None:
         return command_train_on_workers(args)
     from helpers.models import OFFLINE_ENVIRONMENT
-    from helpers.workflows import train_from_source
+    from helpers.app.workflows import train_from_source
 
     previous = os.environ.get(OFFLINE_ENVIRONMENT)
     if args.offline:
@@ -207,7 +207,7 @@ def command_train(args):
 
 def distribution_options(args):
     """``strategy=`` for ``train --devices N`` and ``worker`` (made before any TensorFlow op)."""
-    from helpers import distribute
+    from helpers.scale import distribute
 
     if args.command == "worker":
         if args.devices is not None or args.workers is not None:
@@ -220,7 +220,7 @@ def distribution_options(args):
 
 def command_train_on_workers(args):
     """``train --workers N``: the same command as N ``worker`` processes on loopback ports."""
-    from helpers.distribute import launch_workers
+    from helpers.scale.distribute import launch_workers
 
     if args.devices is not None:
         raise ValueError("--workers and --devices: choose one (each worker uses one device here)")
@@ -297,7 +297,7 @@ def command_predict(args):
 
 
 def command_evaluate(args):
-    from helpers.workflows import evaluate_model_dir
+    from helpers.app.workflows import evaluate_model_dir
 
     dataframe = load_from_args(args)
     if dataframe.empty:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from helpers.fileio import ReadError, format_size
+from helpers.files.fileio import ReadError, format_size
 
 # Content decides the format; these extensions are what the folder loaders list.
 IMAGE_EXTENSIONS = (
@@ -34,7 +34,7 @@ IMAGE_EXTENSIONS = (
 # PSD, are "not an image" here, whatever the file's name.
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "AVIF", "PPM", "TGA", "ICO", "PCX")
 # Pixels one decode may produce (a 30-megapixel image takes about 120 MB as Pillow RGB).
-# Raise it for bigger scans or panoramas: helpers.images.MAX_PIXELS = 60_000_000.
+# Raise it for bigger scans or panoramas: helpers.files.images.MAX_PIXELS = 60_000_000.
 MAX_PIXELS = 30_000_000
 # No image file needs more; a larger one is refused before it is read into memory.
 MAX_FILE_BYTES = 256_000_000
@@ -68,7 +68,7 @@ _LARGE_DECODES = threading.Semaphore(1)
 class ImageError(ReadError):
     """An image file that cannot be read; ``str(error)`` is ``"path: reason"``.
 
-    A ``ValueError`` (``helpers.fileio.ReadError``).
+    A ``ValueError`` (``helpers.files.fileio.ReadError``).
 
     Parameters
     ----------
@@ -113,7 +113,7 @@ def _budget(max_pixels):
 def _too_many_pixels(width, height, max_pixels, scale=1):
     at_scale = f" even at 1/{scale} scale" if scale > 1 else ""
     return (f"too many pixels{at_scale}: {width}×{height} ({_megapixels(width * height)} "
-            f"megapixels, limit {_megapixels(max_pixels)}; raise helpers.images.MAX_PIXELS "
+            f"megapixels, limit {_megapixels(max_pixels)}; raise helpers.files.images.MAX_PIXELS "
             f"to read it)")
 
 

@@ -42,9 +42,10 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from helpers import __version__, images, progress_bar, warn
+from helpers import __version__, progress_bar, warn
+from helpers.files import images
 from helpers.data import load_dataset
-from helpers.fileio import atomic_write_text, dumps
+from helpers.files.fileio import atomic_write_text, dumps
 from helpers.labels import LabelVocabulary, to_label_lists
 
 LAYOUT = "shards"
@@ -100,7 +101,7 @@ def _read_text(path, what):
 
 
 def _write_text(path, text):
-    """Write ``text`` atomically: ``helpers.fileio`` locally, temporary file + rename elsewhere."""
+    """Write ``text`` atomically: ``helpers.files.fileio`` locally, temporary file + rename elsewhere."""
     if _is_local(path):
         atomic_write_text(path, text)
         return
@@ -187,7 +188,7 @@ def read_manifest(directory, complete=True):
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: the shard manifest is not valid JSON ({error})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a manifest written by helpers.shards (no \"format\": \"{FORMAT}\")")
+        raise ValueError(f"{path}: not a manifest written by helpers.scale.shards (no \"format\": \"{FORMAT}\")")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: format_version {manifest.get('format_version')!r}, this version of helpers "
@@ -753,7 +754,7 @@ def dataset_from_shards(
         dataframe = load_shards(dataframe)
     if not is_shard_frame(dataframe):
         raise ValueError(f"dataframe: expected rows of a shard folder (columns {list(PLACE_COLUMNS)}, "
-                         f"from helpers.shards.load_shards); got columns {list(getattr(dataframe, 'columns', []))}")
+                         f"from helpers.scale.shards.load_shards); got columns {list(getattr(dataframe, 'columns', []))}")
     pipeline._check_arguments(dataframe, "filename", y_col, class_mode, batch_size, shuffle_buffer_size,
                               cache, on_error)
     target_size = pipeline._check_target_size(target_size)
@@ -894,7 +895,7 @@ def audit_shards(dataframe, progress=True):
     import tensorflow as tf
 
     if not is_shard_frame(dataframe):
-        raise ValueError("audit_shards: expected rows of a shard folder (from helpers.shards.load_shards)")
+        raise ValueError("audit_shards: expected rows of a shard folder (from helpers.scale.shards.load_shards)")
     files = sorted(set(dataframe["shard_file"]))
     problems = {item["path"]: item["reason"] for item in shard_problems(files, verify="sha256")}
     wanted = {(f, int(r)): i for i, (f, r) in enumerate(zip(dataframe["shard_file"], dataframe["record"]))}

@@ -1,0 +1,2 @@
+"""The command line ``helpers …`` (``cli``) and the train / evaluate workflows behind it
+(``workflows``). May import every other part of ``helpers``."""

@@ -1,0 +1,1 @@
+"""The embedded datasets, generated offline and deterministically (``generate``)."""
