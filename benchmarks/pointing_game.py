@@ -34,7 +34,7 @@ from helpers.explain import (
 )
 from helpers.datasets.generate import ensure_dataset, shape_boxes
 from helpers.predict import predict_dataframe, predict_split
-from helpers.app.workflows import train_from_source
+from helpers.app.workflows import TrainOptions, train_from_source
 
 # What the issue asks of a SmallVGGNet trained with `train`.
 TARGET_HIT_RATE = 0.80
@@ -86,7 +86,8 @@ def main():
     if not (Path(model_dir) / "labels.json").is_file():
         start = time.perf_counter()
         train_from_source(data, model_dir, layout="split-folders", model=args.model,
-                          epochs=args.epochs, image_size=args.image_size, seed=args.seed)
+                          epochs=args.epochs, image_size=args.image_size,
+                          options=TrainOptions(seed=args.seed))
         print(f"trained in {time.perf_counter() - start:.0f} s")
     loaded = load_artefacts(model_dir)
     model, metadata = loaded

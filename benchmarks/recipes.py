@@ -48,7 +48,7 @@ LIGHT_AUGMENT = {
     "horizontal_flip": True,
     "fill_mode": "nearest",
 }
-# Each recipe: keyword arguments of train_from_source. "default" is train_from_source's
+# Each recipe: keyword arguments of train_from_source and its TrainOptions. "default" is their
 # own defaults (what `helpers train` does); the others spell everything out.
 _TODAY = dict(model="smallvggnet", schedule="plateau", learning_rate=1e-3, batch_size=32,
               optimizer="adam", augment=BASELINE_AUGMENT, patience=10, epochs=30)
@@ -99,7 +99,7 @@ def run_one(recipe_name, dataset_name, source, out_dir, seed, epochs=None):
     """Train one recipe on one dataset; return its per-epoch curve and summary numbers."""
     import keras
 
-    from helpers.app.workflows import train_from_source
+    from helpers.app.workflows import TrainOptions, train_from_source
 
     register_ablation_models()
     options = dict(RECIPES[recipe_name])
@@ -116,8 +116,10 @@ def run_one(recipe_name, dataset_name, source, out_dir, seed, epochs=None):
             print("      " + line, flush=True)
 
     load_before = os.getloadavg()[0]
-    result = train_from_source(source, out_dir, layout="split-folders", image_size=64, seed=seed,
-                               log=log, **options)
+    arguments = {key: value for key, value in options.items() if key in ("model", "epochs", "patience")}
+    training = {key: value for key, value in options.items() if key not in arguments}
+    result = train_from_source(source, out_dir, layout="split-folders", image_size=64, log=log,
+                               options=TrainOptions(seed=seed, **training), **arguments)
     history = result["history"]
     curve = [float(value) for value in history["val_f1_micro"]]
     seconds = [marks[epoch] - marks["start"] for epoch in range(1, len(curve) + 1)]
@@ -150,12 +152,14 @@ def _default(name):
 
 def describe(recipe_name):
     """The recipe's settings as one short line."""
+    import dataclasses
     import inspect
 
-    from helpers.app.workflows import DEFAULT_LEARNING_RATES, train_from_source
+    from helpers.app.workflows import DEFAULT_LEARNING_RATES, TrainOptions, train_from_source
 
     defaults = {name: parameter.default for name, parameter
                 in inspect.signature(train_from_source).parameters.items()}
+    defaults.update((field.name, field.default) for field in dataclasses.fields(TrainOptions))
     options = {**defaults, **RECIPES[recipe_name]}
     augment = options["augment"]
     if augment is True:

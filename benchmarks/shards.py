@@ -94,8 +94,8 @@ def child_speed(spec):
     Setup (listing the files and checking their headers, or reading the shard index) is timed
     apart, after the imports. CPU time per image is less sensitive to other jobs than wall time.
     """
-    from helpers import pipeline
-    from helpers.scale import shards  # noqa: F401  (imports TensorFlow: not part of the setup)
+    from helpers import pipeline  # noqa: F401  (imports TensorFlow: not part of the setup)
+    from helpers.scale import shards  # noqa: F401
 
     if spec.get("cold"):
         folder = Path(spec["shards"] if spec["method"] == "shards" else spec["data"])

@@ -28,7 +28,7 @@ What learners do not study lives in subpackages:
                         budget, the hardened XML / CSV readers, ImageNet weights
 ``scale/``              TFRecord shards, ``tf.distribute``
 ``app/``                the command line ``helpers …`` and the workflows behind it
-``datasets/``           the generated datasets
+``datasets/``           the generated datasets and public ones fetched the Keras way
 ======================  ===============================================================
 
 Modules are imported on demand (``from helpers import data``), so the CLI's light commands,
@@ -69,10 +69,14 @@ def warn(message, category=UserWarning):
 
 
 def progress_bar(iterable=None, **options):
-    """``tqdm.auto.tqdm(iterable, **options)``: a widget in Jupyter when ipywidgets is
-    installed, a text bar otherwise (without tqdm's warning that ipywidgets is missing)."""
+    """``tqdm(iterable, **options)``: a widget in JupyterLab, a text bar in a terminal, and a
+    text bar on stdout in a notebook run in batch (``HELPERS_BATCH_RUN``, as ``make run`` sets
+    it), where a widget would not be saved."""
+    if os.environ.get("HELPERS_BATCH_RUN"):
+        from tqdm.std import tqdm
+
+        return tqdm(iterable, file=sys.stdout, **options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="IProgress not found")
         from tqdm.auto import tqdm
     return tqdm(iterable, **options)
-

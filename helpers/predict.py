@@ -1,37 +1,22 @@
 """Predict with a model: probabilities for a dataset, a saved split or image files, and labels.
 
-- :func:`predict_dataset`: a Keras model on a labelled ``tf.data`` dataset (truth and
-  probabilities, aligned);
-- :func:`predict_dataframe` and :func:`predict_split`: a model folder on a DataFrame, or on
-  the train / val / test split saved with it (``splits.csv``);
-- :func:`predict_paths`: a model folder on image files and folders, with label names;
-- :func:`annotate`: a copy of an image with its predicted labels drawn on.
-
-Images are read exactly as for training (``helpers.files.images.read_image``: EXIF-aware, any
-mode converted to RGB, resized to the saved ``target_size`` by area averaging or bilinear
-enlargement, scaled to [0, 1]). Probabilities become labels in one way,
-``helpers.evaluation.apply_thresholds``: the thresholds saved in ``labels.json``, or the
-argmax for a multi-class model. One bad image gives one entry with its error; it never
-stops the others, and never costs another image of its batch: the datasets carry each
-image's row, so the images that failed while decoding are named, with their reason, and
-counted (found = used + skipped).
+``model_dir_or_loaded`` is a folder from ``helpers.artefacts.save_artefacts`` or the pair
+``load_artefacts`` returned. Images are read as for training (``helpers.files.images``);
+probabilities become labels through ``helpers.evaluation.apply_thresholds``. One bad image gives
+one entry with its error and never stops the others nor costs another image of its batch: the
+datasets carry each image's row, so the images that failed while decoding are named and counted.
 """
 import os
-from pathlib import Path
 
 import numpy as np
 
 from helpers import REPO_ROOT, warn
-from helpers.artefacts import (
-    load_artefacts,
-    output_units,
-    read_splits,
-    validate_metadata,
-)
+from helpers.artefacts import load_artefacts, output_units, read_splits, validate_metadata
 from helpers.data import list_images
 from helpers.evaluation import DEFAULT_THRESHOLD, apply_thresholds
 from helpers.files.fileio import printable
-from helpers.files.images import ImageError, read_header, read_image
+from helpers.files.images import read_batches
+from helpers.files.overlays import write_captioned
 from helpers.labels import to_label_lists
 from helpers.pipeline import dataset_from_dataframe, missing_files, quiet_upstream_warnings
 
@@ -46,22 +31,10 @@ def _batch_predictor(model):
 
 
 def predict_rows(model, dataset):
-    """Predict each image of a ``helpers.pipeline`` dataset once, with the row it came from.
+    """Predict each image of a ``helpers.pipeline`` dataset once: ``(y_true, y_prob, rows)``.
 
-    Parameters
-    ----------
-    model : keras.Model
-    dataset : tf.data.Dataset
-        From ``helpers.pipeline.dataset_from_dataframe`` or
-        ``helpers.scale.shards.dataset_from_shards`` (its ``for_prediction`` variant is used: no
-        augmentation, every image once).
-
-    Returns
-    -------
-    (y_true, y_prob, rows)
-        In row order; ``rows`` index ``dataset.file_paths``, and the rows missing from
-        it are the images that failed while decoding (``helpers.pipeline.missing_files``
-        names them). ``y_true`` is None for a dataset without labels.
+    In row order; ``rows`` index ``dataset.file_paths``, the missing ones failed while decoding
+    (``helpers.pipeline.missing_files`` names them); ``y_true`` is None without labels.
     """
     truths, probabilities, rows = [], [], []
     predict = _batch_predictor(model)
@@ -82,23 +55,12 @@ def predict_rows(model, dataset):
 
 
 def predict_dataset(model, data):
-    """Predict a whole labelled dataset, keeping labels aligned with predictions.
+    """Predict a labelled dataset, or ``(images, labels)`` arrays: ``(y_true, y_prob)``, aligned.
 
-    Parameters
-    ----------
-    model : keras.Model
-    data : tf.data.Dataset of (images, labels) or a tuple (images, labels) of arrays
-        A ``helpers.pipeline`` dataset is predicted through its ``for_prediction``
-        variant: each image once, even when the repeat that keeps its number of batches
-        fixed brought some twice.
-
-    Returns
-    -------
-    (y_true, y_prob): numpy arrays, one row per image that could be decoded.
+    A ``helpers.pipeline`` dataset goes through ``predict_rows``: one row per image decoded.
     """
     if isinstance(data, (tuple, list)):
-        images, labels = data[0], data[1]
-        return np.asarray(labels), np.asarray(model.predict(images, verbose=0))
+        return np.asarray(data[1]), np.asarray(model.predict(data[0], verbose=0))
     if hasattr(data, "for_prediction"):
         y_true, y_prob, rows = predict_rows(model, data)
         if not len(rows):
@@ -122,52 +84,31 @@ def _loaded(model_dir_or_loaded):
     if isinstance(model_dir_or_loaded, (tuple, list)) and len(model_dir_or_loaded) == 2:
         model, metadata = model_dir_or_loaded
         metadata = validate_metadata(metadata, "metadata")
-        units = output_units(model)
-        if units != len(metadata["classes"]):
-            raise ValueError(
-                f"metadata lists {len(metadata['classes'])} classes but the model has "
-                f"{units} outputs"
-            )
+        if output_units(model) != len(metadata["classes"]):
+            raise ValueError(f"metadata lists {len(metadata['classes'])} classes but the model "
+                             f"has {output_units(model)} outputs")
         return model, metadata
-    raise ValueError(
-        "expected a model folder or a (model, metadata) pair from load_artefacts, got "
-        f"{type(model_dir_or_loaded).__name__}"
-    )
+    raise ValueError("expected a model folder or a (model, metadata) pair from load_artefacts, "
+                     f"got {type(model_dir_or_loaded).__name__}")
 
 
 def predict_dataframe(model_dir_or_loaded, dataframe, batch_size=32,
                       make_dataset=dataset_from_dataframe):
     """Predict every image of a DataFrame (``filename``, ``labels``) through the tf.data pipeline.
 
-    Parameters
-    ----------
-    model_dir_or_loaded : str, Path or (model, metadata)
-    dataframe : pandas.DataFrame
-        Labels must all be classes of the model.
-    batch_size : int
-    make_dataset : callable, default ``helpers.pipeline.dataset_from_dataframe``
-        Builds the dataset from the rows (``helpers.scale.shards.dataset_for`` reads shard rows).
-
-    Returns
-    -------
-    (y_true, y_prob, file_paths, skipped): multi-hot truth and probabilities of the images
-    that could be read, their paths (in row order), and ``{"path", "reason"}`` of the
-    others: those left out up front and those that failed while decoding, each named
-    once. ``len(y_true) + len(skipped) == len(dataframe)``.
+    ``make_dataset`` builds the dataset (``helpers.scale.shards.dataset_for`` reads shard rows).
+    Returns ``(y_true, y_prob, file_paths, skipped)``: the images read, in row order, and
+    ``{"path", "reason"}`` of each other one; ``len(y_true) + len(skipped) == len(dataframe)``.
     """
     model, metadata = _loaded(model_dir_or_loaded)
     classes = metadata["classes"]
     unknown = sorted({label for labels in to_label_lists(dataframe["labels"]) for label in labels}
                      - set(classes))
     if unknown:
-        raise ValueError(
-            f"the dataset has labels the model was not trained on: {unknown}; "
-            f"the model knows {classes}"
-        )
-    dataset = make_dataset(
-        dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
-        batch_size=batch_size, shuffle=False,
-    )
+        raise ValueError(f"the dataset has labels the model was not trained on: {unknown}; "
+                         f"the model knows {classes}")
+    dataset = make_dataset(dataframe, classes=classes, target_size=tuple(metadata["target_size"]),
+                           batch_size=batch_size, shuffle=False)
     y_true, y_prob, rows = predict_rows(model, dataset)
     skipped = list(dataset.skipped) + missing_files(dataset, rows)
     if not len(rows):
@@ -185,26 +126,11 @@ def _existing_path(path):
 
 
 def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
-    """Predict the images of one split saved with a model (its ``splits.csv``).
+    """Predict the images of one split (``"train"``, ``"val"``, ``"test"``) of ``splits.csv``.
 
-    Parameters
-    ----------
-    model_dir : str or Path
-        Artefact folder written by ``helpers.app.workflows.train_from_source``.
-    split : {"train", "val", "test"}, default="test"
-        Which rows of ``splits.csv`` to predict.
-    batch_size : int, default=32
-        Images per prediction batch.
-    loaded : (keras.Model, dict), optional
-        ``helpers.artefacts.load_artefacts(model_dir)`` already called, to load only once.
-
-    Returns
-    -------
-    dict
-        ``frame`` (DataFrame: ``filename``, ``split``, ``labels`` as lists; the images
-        that could be read), ``y_true`` (multi-hot int), ``y_prob``, ``classes``,
-        ``metadata`` (``labels.json``) and ``skipped`` (``{"path", "reason"}`` of the
-        split's other images, each also warned about).
+    ``loaded`` is ``load_artefacts(model_dir)`` already called. Returns a dict: ``frame``
+    (``filename``, ``split``, ``labels`` lists of the images read), ``y_true`` (multi-hot int),
+    ``y_prob``, ``classes``, ``metadata`` and ``skipped`` (``{"path", "reason"}``, warned about).
     """
     loaded = loaded or load_artefacts(model_dir)
     splits = read_splits(model_dir)
@@ -220,34 +146,20 @@ def predict_split(model_dir, split="test", *, batch_size=32, loaded=None):
         warn(f"{len(skipped)} of the {len(frame)} images of the {split} split are left out "
              f"(each named above)")
         frame = frame[frame["filename"].isin(set(read_paths))].reset_index(drop=True)
-    metadata = loaded[1]
     return {"frame": frame, "y_true": np.asarray(y_true).round().astype(int),
-            "y_prob": np.asarray(y_prob, dtype=float), "classes": list(metadata["classes"]),
-            "metadata": metadata, "skipped": skipped}
+            "y_prob": np.asarray(y_prob, dtype=float), "classes": list(loaded[1]["classes"]),
+            "metadata": loaded[1], "skipped": skipped}
 
 
-def expand_paths(paths):
-    """Turn files and folders (searched recursively) into a list of image paths.
-
-    Parameters
-    ----------
-    paths : str, Path or list of them
-
-    Returns
-    -------
-    list of (str, str or None): each path with an error message when it cannot be used
-    (missing path, folder without images).
-    """
+def _expand_paths(paths):
+    """Files and folders (searched recursively) → ``(image path, error or None)`` pairs."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     expanded = []
-    for path in paths:
-        path = os.fspath(path)
+    for path in map(os.fspath, paths):
         if os.path.isdir(path):
             found = list_images(path)
-            expanded += [(image, None) for image in found]
-            if not found:
-                expanded.append((path, "folder holds no image file"))
+            expanded += [(image, None) for image in found] or [(path, "folder holds no image file")]
         elif os.path.isfile(path):
             expanded.append((path, None))
         else:
@@ -256,125 +168,55 @@ def expand_paths(paths):
 
 
 def predict_paths(model_dir_or_loaded, paths, batch_size=32, thresholds=None):
-    """Predict the labels of image files and folders.
+    """Predict the labels of image files and folders (searched recursively, non-images left out).
 
-    Parameters
-    ----------
-    model_dir_or_loaded : str, Path or (model, metadata)
-        A folder written by ``helpers.artefacts.save_artefacts`` or what
-        ``helpers.artefacts.load_artefacts`` returned.
-    paths : str, Path or list of them
-        Image files and folders (searched recursively, hidden files and non-images left out).
-    batch_size : int
-        Images per forward pass.
-    thresholds : float or array-like (n_classes,), optional
-        Override the thresholds saved in ``labels.json`` (multi-label only).
-
-    Returns
-    -------
-    list of dict, one per image, in input order: ``{"path", "labels", "probabilities":
-    {label: float}, "error"}``; ``error`` is None, or the reason the image could not be
-    used (then ``labels`` and ``probabilities`` are None).
+    ``thresholds`` (one float or one per class) overrides those saved in ``labels.json``.
+    Returns one ``{"path", "labels", "probabilities": {label: float}, "error"}`` per image, in
+    input order; ``error`` is the reason an image could not be used (the rest then None).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     model, metadata = _loaded(model_dir_or_loaded)
-    classes, task = metadata["classes"], metadata["task"]
-    target_size = tuple(metadata["target_size"])
     if thresholds is None:
         thresholds = metadata.get("thresholds") or DEFAULT_THRESHOLD
-    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (len(classes),))
-
-    results = []
-    pending = []  # (index in results, image) waiting for a forward pass
-
-    def flush():
-        if not pending:
-            return
-        batch = np.stack([image for _, image in pending]).astype("float32") / 255.0
-        probabilities = np.asarray(model.predict_on_batch(batch), dtype=float)
-        decisions = apply_thresholds(probabilities, thresholds, task)
-        for (index, _), row, decided in zip(pending, probabilities, decisions):
-            results[index]["probabilities"] = {
-                name: float(value) for name, value in zip(classes, row)
-            }
-            results[index]["labels"] = [name for name, yes in zip(classes, decided) if yes]
-        pending.clear()
-
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (len(metadata["classes"]),))
+    results = [{"path": path, "labels": None, "probabilities": None, "error": error}
+               for path, error in _expand_paths(paths)]
+    readable = [None if result["error"] else result["path"] for result in results]
+    failed = []
     with quiet_upstream_warnings():
-        for path, error in expand_paths(paths):
-            results.append({"path": path, "labels": None, "probabilities": None, "error": error})
-            if error is not None:
-                continue
-            try:
-                pending.append((len(results) - 1, read_image(path, target_size)))
-            except ImageError as problem:
-                results[-1]["error"] = problem.reason
-            if len(pending) == batch_size:
-                flush()
-        flush()
+        for batch in read_batches(readable, tuple(metadata["target_size"]), batch_size, failed):
+            _predict_batch(model, metadata, thresholds, [(results[i], image) for i, image in batch])
+    for position, reason in failed:
+        results[position]["error"] = reason
     return results
 
 
-def _font(size):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
+def _predict_batch(model, metadata, thresholds, pairs):
+    """Fill in the labels and probabilities of the ``(result, image)`` pairs."""
+    classes = metadata["classes"]
+    batch = np.stack([image for _, image in pairs]).astype("float32") / 255.0
+    probabilities = np.asarray(model.predict_on_batch(batch), dtype=float)
+    decisions = apply_thresholds(probabilities, thresholds, metadata["task"])
+    for (result, _), row, decided in zip(pairs, probabilities, decisions):
+        result["probabilities"] = {name: float(value) for name, value in zip(classes, row)}
+        result["labels"] = [name for name, yes in zip(classes, decided) if yes]
 
 
 def annotate(path, result, out_path, min_size=320, max_lines=5, max_size=2048):
     """Write a copy of an image with its predicted labels drawn on, like ``label: 54.62%``.
 
-    Parameters
-    ----------
-    path : str or Path
-        The image (read upright, as for prediction).
-    result : dict
-        One entry of ``predict_paths``. Its labels are drawn with their probabilities;
-        when no label passed its threshold, the most likely one is drawn, marked "(below
-        threshold)".
-    out_path : str or Path
-        Where to write the copy (format from the extension; folders are created).
-    min_size : int
-        Small images are enlarged so their shorter side is at least this, to stay legible.
-    max_lines : int
-        At most this many labels are drawn (most probable first).
-    max_size : int
-        The longer side of the copy is at most this (large images are shrunk, and a thin
-        strip is not enlarged past it).
-
-    Returns
-    -------
-    Path of the written file.
+    ``result`` is one entry of ``predict_paths``; when no label passed its threshold the most
+    likely one is drawn, marked "(below threshold)". At most ``max_lines`` labels, most probable
+    first; ``min_size``, ``max_size`` and the path returned are
+    ``helpers.files.overlays.write_captioned``'s.
     """
-    from PIL import Image, ImageDraw
-
     if result.get("error"):
         raise ValueError(f"{path}: cannot annotate an image that failed: {result['error']}")
     probabilities = result.get("probabilities") or {}
-    header = read_header(path)  # decode straight at the output size (a JPEG at a reduced scale)
-    width, height = header["width"], header["height"]
-    scale = min(max(1.0, min_size / min(width, height)), max_size / max(width, height))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    image = Image.fromarray(read_image(path, size))
     chosen = sorted(result.get("labels") or [], key=lambda name: -probabilities.get(name, 0))
     lines = [f"{name}: {probabilities[name]:.2%}" for name in chosen[:max_lines]]
     if not lines and probabilities:
         best = max(probabilities, key=probabilities.get)
         lines = [f"{best}: {probabilities[best]:.2%} (below threshold)"]
-    font = _font(max(12, image.height // 18))
-    draw = ImageDraw.Draw(image, "RGBA")
-    x, y = 8, 8
-    for line in lines:
-        left, top, right, bottom = draw.textbbox((x, y), line, font=font)
-        draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=(0, 0, 0, 160))
-        draw.text((x, y), line, font=font, fill=(0, 255, 0))
-        y = bottom + 8
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    image.convert("RGB").save(out_path)
-    return out_path
-
+    return write_captioned(path, lines, out_path, min_size, max_size)

@@ -129,11 +129,16 @@ def test_train_defaults_are_the_recipe_of_train_from_source():
     import inspect
 
     from helpers.app.cli import build_parser
-    from helpers.app.workflows import train_from_source
+    from helpers.app.workflows import TrainOptions, train_from_source
 
     args = build_parser().parse_args(["train", "data", "--out", "run"])
     defaults = inspect.signature(train_from_source).parameters
-    for name in ("model", "epochs", "batch_size", "learning_rate", "schedule", "patience", "seed"):
+    for name in ("model", "epochs", "image_size", "patience"):
         assert getattr(args, name) == defaults[name].default, name
+    options = TrainOptions()
+    for name in ("batch_size", "learning_rate", "schedule", "seed", "task", "loss", "weights",
+                 "trainable_layers", "group_column"):
+        assert getattr(args, name) == getattr(options, name), name
+    assert (not args.no_augment) == options.augment
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "data", "--out", "run", "--schedule", "step"])

@@ -16,6 +16,7 @@ from helpers.data import (
     load_folders,
     load_split_folders,
     load_voc,
+    voc_boxes,
 )
 
 
@@ -201,6 +202,20 @@ def test_load_voc_without_imagesets_has_no_split(voc_root):
     with pytest.warns(UserWarning):
         df = load_voc(voc_root)
     assert "split" not in df.columns
+
+
+def test_voc_boxes_skip_objects_without_a_box_and_read_odd_sizes(voc_root):
+    boxed = ("<annotation><filename>2007_000004.jpg</filename><size><width>inf</width>"
+             "<height>20</height></size><object><name>cat</name><bndbox><xmin>1</xmin>"
+             "<ymin>2</ymin><xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>")
+    (voc_root / "Annotations" / "boxed.xml").write_text(boxed)
+    with pytest.warns(UserWarning) as caught:
+        boxes = voc_boxes(voc_root)
+    messages = [str(warning.message) for warning in caught]
+    assert any("2007_000001.xml (object 1): no complete numeric" in message for message in messages)
+    assert boxes[["label", "xmin", "ymin", "xmax", "ymax"]].values.tolist() == [["cat", 1, 2, 3, 4]]
+    assert pd.isna(boxes.width.iloc[0]) and boxes.height.iloc[0] == 20
+    assert str(boxes.width.dtype) == "Int64" and boxes.difficult.dtype == bool
 
 
 def test_load_voc_needs_annotations(tmp_path):
@@ -391,10 +406,15 @@ def test_load_dataset_folders(tmp_path, layout, expected):
 
 def test_load_dataset_rejects_unknown_layout_and_missing_source(tmp_path):
     with pytest.raises(ValueError, match="layout must be one of"):
-        load_dataset(tmp_path, layout="coco")
+        load_dataset(tmp_path, layout="pascal")
     with pytest.raises(ValueError, match="does not exist"):
         load_dataset(tmp_path / "nothing")
-    assert LAYOUTS == ("auto", "folders", "split-folders", "voc", "csv")
+    assert LAYOUTS == ("auto", "folders", "split-folders", "voc", "csv", "coco", "yolo")
+
+
+def test_load_dataset_refuses_a_misspelt_option_for_every_layout(tmp_path):
+    with pytest.raises(TypeError, match="image_colum"):
+        load_dataset(tmp_path, layout="folders", image_colum="path")
 
 
 @pytest.mark.parametrize("separator", [None, ""])

@@ -302,6 +302,17 @@ def test_error_pairs_counts(kind, row, expected):
     assert observed == expected
 
 
+def test_outcome_examples_give_the_surest_hits_false_alarms_and_misses():
+    examples = evaluation.outcome_examples(Y_TRUE, Y_PROB, SMALL, n=1, labels=["dog", "cat"])
+    assert list(examples.itertuples(index=False, name=None)) == [
+        ("dog", "false_positive", 0, 0, 0.8), ("dog", "false_negative", 0, 1, 0.3),
+        ("cat", "true_positive", 0, 0, 0.9), ("cat", "false_positive", 0, 2, 0.6)]
+    with pytest.raises(ValueError, match="n: expected a positive integer"):
+        evaluation.outcome_examples(Y_TRUE, Y_PROB, SMALL, n=0)
+    with pytest.raises(ValueError, match="labels"):
+        evaluation.outcome_examples(Y_TRUE, Y_PROB, SMALL, labels=["cow"])
+
+
 def test_module_imports_without_tensorflow():
     code = ("import sys, helpers.evaluation, helpers.plots; "
             "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
@@ -397,6 +408,16 @@ def test_naive_tuning_picks_always_yes_and_choose_thresholds_does_not_keep_it():
     assert table.loc["low", "kept"] and thresholds[2] == pytest.approx(naive[2])
     assert table.loc["low", "f1_tuned"] > table.loc["low", "f1_default"] + table.loc["low", "noise"]
     assert set(table.loc[~table["kept"], "threshold"]) == {0.5}
+
+
+def test_the_choice_table_has_the_columns_the_notebook_and_cli_print():
+    truth, probabilities = threshold_problem()
+    _, table = evaluation.choose_thresholds(truth, probabilities)
+    assert list(table.columns) == ["prevalence", "tuned", "share_tuned", "f1_default", "f1_tuned",
+                                   "f1_always_yes", "gain", "noise", "threshold", "kept", "reason"]
+    assert list(table.index) == [f"column {column}" for column in range(4)]
+    assert set(table.attrs) == {"micro_f1", "subset_accuracy", "noise", "default", "n_samples"}
+    json.dumps(table.attrs, allow_nan=False)
 
 
 def test_thresholds_that_flood_a_class_or_gain_nothing_are_not_kept():

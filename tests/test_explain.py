@@ -1,5 +1,5 @@
 """Grad-CAM (helpers.explain): known answers, flat and nested networks alike, odd images, the
-pointing game and ``predict --explain``."""
+pointing game and ``predict --explain`` (helpers.app.heatmaps)."""
 import json
 
 import keras
@@ -10,8 +10,10 @@ from PIL import Image
 
 from helpers import artefacts, explain, models
 from helpers.app.cli import main
+from helpers.app.heatmaps import explain_paths
 from helpers.data import list_images, voc_boxes
 from helpers.datasets.generate import make_dataset, shape_boxes
+from helpers.files import overlays
 
 SIZE = 32
 CLASSES = ["red", "bright"]
@@ -67,7 +69,7 @@ def test_each_label_points_at_its_own_evidence(nested):
     cam = explain.GradCAM(detector_model(nested=nested), classes=CLASSES)
     assert cam.layer.name == "cells" and cam.map_size == (8, 8)
     result = cam(blobs(), ["red", "bright"])
-    assert result.heatmaps.shape == (1, 2, SIZE, SIZE)
+    assert isinstance(result, explain.Explanation) and result.heatmaps.shape == (1, 2, SIZE, SIZE)
     np.testing.assert_allclose(result.peaks[0, 0], centre_of((4, 4)), atol=1 / 8)
     np.testing.assert_allclose(result.peaks[0, 1], centre_of((20, 20)), atol=1 / 8)
     red, bright = result.heatmaps[0]
@@ -203,6 +205,33 @@ def _coarse(model, images, label, method):
     return maps / maps.max(axis=(1, 2), keepdims=True)
 
 
+def keras_io_grad_cam(model, layer_name, image, label):
+    """Grad-CAM for one image and label as keras-io writes it (and notebook 05 shows it)."""
+    import tensorflow as tf
+
+    grad_model = keras.Model(model.inputs[0],
+                             [model.get_layer(layer_name).output, model.outputs[0]])
+    with tf.GradientTape() as tape:
+        features, predictions = grad_model(image[None], training=False)
+        score = predictions[:, label]
+    gradients = tape.gradient(score, features)
+    weights = tf.reduce_mean(gradients, axis=(0, 1, 2))  # one weight per channel
+    heatmap = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1))
+    heatmap = heatmap / tf.reduce_max(heatmap)
+    return tf.image.resize(heatmap[..., None], image.shape[:2])[..., 0].numpy()
+
+
+@pytest.mark.parametrize("final_activation", ["sigmoid", "softmax"])
+def test_the_helper_gives_the_heatmap_of_the_keras_io_recipe(final_activation):
+    keras.utils.set_random_seed(0)
+    model = models.build_smallvggnet((SIZE, SIZE, 3), 3, final_activation=final_activation)
+    images = np.random.default_rng(0).random((2, SIZE, SIZE, 3)).astype("float32")
+    result = explain.grad_cam(model, images, 1, method="gradcam")
+    for image, heatmap in zip(images, result.heatmaps[:, 0]):
+        expected = keras_io_grad_cam(model, result.layer, image, 1)
+        np.testing.assert_allclose(heatmap, expected, atol=1e-4)
+
+
 def smallvggnet_with_a_head():
     """As notebook 04 does with a pretrained base: a SmallVGGNet's body as a feature extractor,
     joined to a head with ``models.attach_head``."""
@@ -312,13 +341,13 @@ def test_overlay_blends_the_heatmap_at_the_image_size(tmp_path):
     image = np.zeros((10, 30, 3), dtype=np.uint8)
     heatmap = np.zeros((4, 4))
     heatmap[0, 3] = 1.0
-    blended = explain.overlay(image, heatmap, alpha=0.5)
+    blended = overlays.overlay(image, heatmap, alpha=0.5)
     assert blended.shape == (10, 30, 3) and blended.dtype == np.uint8
     assert blended[0, -1, 0] > blended[0, -1, 2]  # the hot corner is red...
     assert blended[-1, 0, 2] > blended[-1, 0, 0]  # ...the cold one blue
     path = tmp_path / "tiny.png"
     Image.fromarray(image).save(path)
-    written = explain.write_overlay(path, heatmap, tmp_path / "out.png", peak=(0.1, 0.9))
+    written = overlays.write_overlay(path, heatmap, tmp_path / "out.png", peak=(0.1, 0.9))
     with Image.open(written) as result:
         assert min(result.size) == 224 and result.size[0] == 3 * result.size[1]
 
@@ -328,8 +357,8 @@ def test_explain_paths_writes_one_overlay_per_predicted_label(tmp_path):
         pixels = (blobs(red_at=corner, bright_at=(20, 4))[0] * 255).astype(np.uint8)
         Image.fromarray(pixels).save(tmp_path / name)
     model_dir = save_detector(tmp_path / "model", thresholds=(0.3, 1.0))  # only red is predicted
-    results = explain.explain_paths(model_dir, [tmp_path / "left.png", tmp_path / "right.png"],
-                                    tmp_path / "explained")
+    results = explain_paths(model_dir, [tmp_path / "left.png", tmp_path / "right.png"],
+                            tmp_path / "explained")
     assert [list(result["explanations"]) for result in results] == [["red"], ["red"]]
     left, right = (result["explanations"]["red"] for result in results)
     assert left["peak"][1] < 0.5 < right["peak"][1]
@@ -421,10 +450,10 @@ def test_a_smallvggnet_trained_on_shapes_points_at_the_shape(tmp_path):
     The shapes are large, so the image centre often lies in their box; the peaks must also
     find the shapes where it does not. Every image is scored (the training images too): this
     checks the explanations of a given model, not how well it generalises."""
+    from helpers.app.workflows import train_from_source
     from helpers.data import load_split_folders
     from helpers.evaluation import apply_thresholds
     from helpers.predict import predict_dataframe
-    from helpers.app.workflows import train_from_source
 
     data = make_dataset("shapes", tmp_path / "shapes", scale=0.3, progress=False)
     result = train_from_source(data, tmp_path / "model", layout="split-folders", epochs=12,

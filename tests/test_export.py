@@ -178,3 +178,36 @@ def test_an_existing_output_folder_is_not_overwritten(tmp_path):
     with pytest.raises(export.ExportError, match="not an empty folder"):
         export.export_model(tmp_path / "model", tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_the_command_line_exports_and_says_what_it_checked(tmp_path):
+    save_model_folder(tmp_path / "model")
+    result = subprocess.run([sys.executable, "-m", "helpers", "export", "--model-dir",
+                             str(tmp_path / "model"), str(tmp_path / "out"), "--formats",
+                             "saved_model", "onnx"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "from_bytes" in result.stdout and "onnx" in result.stdout
+    assert (tmp_path / "out" / "model.onnx").is_file() and not (tmp_path / "out" / "model.tflite").exists()
+
+
+def test_the_command_line_refuses_a_bad_folder_in_one_line(tmp_path):
+    save_model_folder(tmp_path / "model")
+    edit_labels(tmp_path / "model", thresholds=None)
+    result = subprocess.run([sys.executable, "-m", "helpers", "export", "--model-dir",
+                             str(tmp_path / "model"), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no 'thresholds'" in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shape", [(40, 30), (9, 50), (16, 16), (5, 300), (300, 7)])
+def test_the_savedmodel_resizes_as_helpers_predict_does(shape):
+    from helpers.app.export_formats import resize_pixels
+    from helpers.files.images import resize
+
+    pixels = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    inside = resize_pixels(pixels[None], (16, 16)).numpy()[0] * 255
+    np.testing.assert_allclose(inside, resize(pixels, (16, 16)), atol=1.0)
+    assert np.mean(np.abs(inside - resize(pixels, (16, 16))) > 0.5) < 0.01

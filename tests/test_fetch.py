@@ -162,3 +162,30 @@ def test_unknown_names_and_missing_checksums_are_refused(tmp_path):
         fetch.fetch("imagenet", directory=tmp_path)
     with pytest.raises(ValueError, match="--sha256"):
         fetch.fetch(url="http://127.0.0.1:1/a.zip", directory=tmp_path)
+
+
+def test_the_command_line_offline_is_one_line_and_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "helpers", "fetch", "coco2017-val", "--dir",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, HELPERS_OFFLINE="1"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "val2017.zip by hand" in result.stderr
+
+
+def test_the_command_line_prints_source_and_layout(server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    body = zip_bytes({"pics/a.txt": b"x"})
+    server.files["/pics.zip"] = body
+    result = subprocess.run([sys.executable, "-m", "helpers", "fetch", "--url", server.url + "/pics.zip",
+                             "--sha256", sha256(body), "--dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, HELPERS_OFFLINE="0"))
+    assert result.returncode == 0, result.stderr
+    assert "LAYOUT = 'auto'" in result.stdout and "SOURCE = " in result.stdout

@@ -469,12 +469,13 @@ def test_tampered_model_folders_give_one_error_line_naming_the_file(corpus, caps
 
 def test_model_checks_refuse_before_reading(corpus):
     from helpers import artefacts
+    from helpers.files import archive
 
     for name, message in (("model_zip_bomb", "config.json declares 1.6 GB"),
                           ("model_config_deep", "nests 100000 levels deep"),
                           ("model_unstored_weights", "declares 1.6 GB but stores")):
         with pytest.raises(ValueError, match=message):
-            artefacts.check_model_file(corpus[name].model_dir / "model.keras")
+            archive.check_model_file(corpus[name].model_dir / "model.keras")
     with pytest.raises(ValueError, match="safe_mode"):
         artefacts.load_artefacts(corpus["model_lambda_layer"].model_dir)
 

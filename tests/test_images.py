@@ -196,6 +196,17 @@ def test_the_pixel_budget_fires_before_pillows_own_check(tmp_path):
     assert read_header(path, max_pixels=200_000_000)["width"] == 10000
 
 
+def test_raising_max_pixels_lets_a_large_image_through(tmp_path, monkeypatch):
+    from _hostile import png_bomb
+
+    from helpers.files import images
+
+    path = tmp_path / "large.png"
+    path.write_bytes(png_bomb(10000, 10000))
+    monkeypatch.setattr(images, "MAX_PIXELS", 200_000_000)  # what the refusal tells a user to do
+    assert read_header(path)["width"] == 10000
+
+
 @pytest.mark.parametrize("size, target, expected", [
     ((8000, 6000), None, 2), ((8000, 6000), (64, 64), 8), ((800, 600), None, 1),
     ((40000, 30000), (4000, 4000), 8),

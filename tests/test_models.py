@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import models
+from helpers.files import weights
 
 
 def _layers(model):
@@ -23,7 +24,7 @@ def _output_layer(model):
     return next(layer for layer in _layers(model) if layer.name == "predictions")
 
 
-REAL_CACHE_PATHS = models.imagenet_cache_paths
+REAL_CACHE_PATHS = weights.imagenet_cache_paths
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def no_download(monkeypatch, tmp_path):
                         lambda *args, **kwargs: calls.append(args))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(models, "imagenet_cache_paths",
+    monkeypatch.setattr(weights, "imagenet_cache_paths",
                         _cache_paths_under(tmp_path), raising=True)
     yield
     assert not calls, f"tried to download {calls}"
@@ -44,7 +45,7 @@ def no_download(monkeypatch, tmp_path):
 
 def _cache_paths_under(tmp_path):
     def paths(architecture):
-        name = models.IMAGENET_WEIGHT_FILES[architecture]
+        name = weights.IMAGENET_WEIGHTS[architecture]["file"]
         return [tmp_path / "keras_home" / "models" / name, tmp_path / "home" / ".keras" / "models" / name]
     return paths
 
@@ -188,21 +189,21 @@ def test_imagenet_without_cached_file_and_downloads_off_warns_and_starts_at_rand
         model = models.build_model(architecture, (32, 32, 3), 3, weights="imagenet")
     assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller's line
     message = str(caught[0].message)
-    assert models.IMAGENET_WEIGHT_FILES[architecture] in message
+    assert weights.IMAGENET_WEIGHTS[architecture]["file"] in message
     assert "storage.googleapis.com" in message  # says where to get the file by hand
     assert "random weights" in message
     assert model.weights_source == "none (imagenet requested, downloads off)"
 
 
 def test_imagenet_uses_a_cached_file_with_the_published_hash(monkeypatch, capsys):
-    cached = models.imagenet_cache_paths("resnet50")[1]
+    cached = weights.imagenet_cache_paths("resnet50")[1]
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"placeholder")
-    spec = dict(models.IMAGENET_WEIGHTS["resnet50"], file_hash=hashlib.md5(b"placeholder").hexdigest())
-    monkeypatch.setitem(models.IMAGENET_WEIGHTS, "resnet50", spec)
+    spec = dict(weights.IMAGENET_WEIGHTS["resnet50"], file_hash=hashlib.md5(b"placeholder").hexdigest())
+    monkeypatch.setitem(weights.IMAGENET_WEIGHTS, "resnet50", spec)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        path, source = models.resolve_weights("imagenet", "resnet50")
+        path, source = weights.resolve_weights("imagenet", "resnet50")
     assert path == str(cached) and source == f"imagenet ({cached})"
     assert capsys.readouterr().out == f"ImageNet weights for resnet50: {cached} (Keras cache)\n"
 
@@ -265,13 +266,13 @@ def test_extract_features_needs_labelled_batches():
 def test_keras_home_is_searched(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "custom"))
     paths = REAL_CACHE_PATHS("vgg16")
-    assert paths[0] == tmp_path / "custom" / "models" / models.IMAGENET_WEIGHT_FILES["vgg16"]
-    assert tmp_path / "home" / ".keras" / "models" / models.IMAGENET_WEIGHT_FILES["vgg16"] in paths
-    assert models.keras_cache_dir() == tmp_path / "custom"
+    assert paths[0] == tmp_path / "custom" / "models" / weights.IMAGENET_WEIGHTS["vgg16"]["file"]
+    assert tmp_path / "home" / ".keras" / "models" / weights.IMAGENET_WEIGHTS["vgg16"]["file"] in paths
+    assert weights.keras_cache_dir() == tmp_path / "custom"
     monkeypatch.delenv("KERAS_HOME")
-    assert models.keras_cache_dir() == Path("/tmp/.keras")  # as Keras does: no writable home
+    assert weights.keras_cache_dir() == Path("/tmp/.keras")  # as Keras does: no writable home
     (tmp_path / "home").mkdir()
-    assert models.keras_cache_dir() == tmp_path / "home" / ".keras"
+    assert weights.keras_cache_dir() == tmp_path / "home" / ".keras"
 
 
 def test_a_weights_file_that_does_not_fit_is_a_clear_error(tmp_path):

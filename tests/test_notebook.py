@@ -69,16 +69,25 @@ def test_quiet_logs_hides_what_tensorflow_prints_when_it_loads():
     assert "absl::InitializeLog" not in result.stderr and "port.cc" not in result.stderr
 
 
-def test_in_jupyter_tensorflow_loads_quietly_and_progress_bars_do_not_warn():
+@pytest.mark.parametrize("batch", [False, True])
+def test_in_jupyter_tensorflow_loads_quietly_and_progress_bars_do_not_warn(batch, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    if batch:
+        monkeypatch.setenv("HELPERS_BATCH_RUN", "1")
+    else:
+        monkeypatch.delenv("HELPERS_BATCH_RUN", raising=False)
     cell = ("from helpers import progress_bar\nfrom helpers.notebook import quiet_logs\n"
             "quiet_logs()\nimport keras\nprint(sum(progress_bar(range(3), desc='count')))")
     executed = nbclient.NotebookClient(
         nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]), timeout=120,
         kernel_name="python3").execute()
     outputs = executed.cells[0].outputs
-    text = "".join(output.get("text", "") for output in outputs)
-    assert [output.text for output in outputs if output.name == "stdout"] == ["3\n"]
-    assert "count" in text  # the text bar
-    assert "IProgress" not in text and "absl::InitializeLog" not in text and "port.cc" not in text
+    assert not [output for output in outputs if output.get("name") == "stderr"]
+    stdout = "".join(output.text for output in outputs if output.get("name") == "stdout")
+    widgets = [output for output in outputs
+               if "application/vnd.jupyter.widget-view+json" in output.get("data", {})]
+    if batch:  # a plain text bar, saved with the notebook
+        assert "count" in stdout and stdout.endswith("3\n") and not widgets
+    else:  # JupyterLab's progress widget (ipywidgets)
+        assert stdout == "3\n" and widgets

@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 
 
 from helpers import pipeline
-from helpers.files import images  # noqa: E402
+from helpers.files import decode, images  # noqa: E402
 from helpers.labels import LabelVocabulary  # noqa: E402
 
 TARGET = (16, 20)  # not square, to catch height/width mix-ups
@@ -333,5 +333,5 @@ def test_tensorflow_resize_matches_images_resize(size):
     image = np.random.default_rng(sum(size)).integers(0, 256, (*size, 3), dtype=np.uint8)
     for target in [(64, 64), (48, 80)]:
         shrinks = (size[0] >= target[0], size[1] >= target[1])
-        ours = pipeline._tf_resize(image, target, *shrinks).numpy().astype(int)
+        ours = decode._tf_resize(image, target, *shrinks).numpy().astype(int)
         np.testing.assert_allclose(ours, images.resize(image, target), atol=1, err_msg=f"{size} -> {target}")

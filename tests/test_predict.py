@@ -9,7 +9,7 @@ from PIL import Image
 from _factories import CLASSES, SIZE, save_model_folder
 
 from helpers import artefacts, predict
-from helpers.files.images import read_image
+from helpers.files.images import read_batches, read_image
 
 
 def _save_model(model_dir, task="multi_label", thresholds=(0.45, 0.5, 0.55, 0.5), seed=0):
@@ -127,6 +127,20 @@ def test_a_mismatched_model_folder_is_a_clear_error(tmp_path, photos, prepare, m
 def test_bad_batch_size_is_refused(model_dir, photos):
     with pytest.raises(ValueError, match="batch_size"):
         predict.predict_paths(model_dir, photos[0], batch_size=0)
+
+
+def test_read_batches_pass_over_none_and_skip_broken_files_without_costing_others(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((4, 6, 3), dtype=np.uint8)).save(good)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    paths = [good, None, tmp_path / "broken.png", good, good]
+    failed = []
+    batches = list(read_batches(paths, (2, 3), 2, failed))
+    assert [[position for position, _ in batch] for batch in batches] == [[0, 3], [4]]
+    assert all(image.shape == (2, 3, 3) for batch in batches for _, image in batch)
+    assert [position for position, _ in failed] == [2]
+    with pytest.raises(ValueError, match="batch_size"):
+        next(read_batches(paths, (2, 3), 0, []))
 
 
 def test_annotate_draws_the_labels_on_an_enlarged_copy(model_dir, photos, tmp_path):

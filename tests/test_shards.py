@@ -238,6 +238,16 @@ def test_rows_of_loose_files_are_refused(frame):
         shards.dataset_from_shards(frame)
 
 
+@pytest.mark.parametrize("options, error, message", [
+    ({"cycle_lenght": 2}, TypeError, "cycle_lenght"),
+    ({"cycle_length": 0}, ValueError, "cycle_length"),
+    ({"class_mode": "binary"}, ValueError, "class_mode"),
+])
+def test_wrong_reading_options_are_refused(written, options, error, message):
+    with pytest.raises(error, match=message):
+        shards.dataset_from_shards(written[0], **options)
+
+
 # ----------------------------------------------------------------------------- interrupted, damaged
 
 

@@ -159,6 +159,18 @@ def test_monitoring_f1_needs_validation_data(tmp_path):
         training.make_callbacks(tmp_path, monitor="val_f1_micro")
 
 
+@pytest.mark.parametrize("monitor, mode", [("val_loss", "min"), ("loss", "min"),
+                                           ("val_f1_micro", "max"), ("val_pr_auc", "max")])
+def test_the_direction_of_the_monitored_value_follows_its_name(tmp_path, monitor, mode):
+    callbacks = training.make_callbacks(tmp_path, monitor=monitor, validation_data=([], []),
+                                        log=None, backup=False)
+    kinds = (keras.callbacks.ModelCheckpoint, keras.callbacks.EarlyStopping,
+             keras.callbacks.ReduceLROnPlateau)
+    watchers = [callback for callback in callbacks if isinstance(callback, kinds)]
+    assert len(watchers) == 3 and {callback.mode for callback in watchers} == {mode}
+    assert all(callback.best is None for callback in watchers)  # a fresh run
+
+
 @pytest.mark.parametrize("build", [
     lambda: models.build_mlp((16, 16, 3), 3, final_activation="sigmoid"),
     lambda: models.build_smallvggnet((16, 16, 3), 3),
@@ -209,6 +221,12 @@ def test_interrupted_fit_resumes_from_its_last_finished_epoch(tmp_path):
     second = compiled_mlp(seed=2)  # different random start
     recorder = Recorder()
     callbacks = training.make_callbacks(tmp_path, validation_data=validation, log=None)
+    # The resumed run's checkpoint must beat the best epoch before the interruption.
+    checkpoint = next(callback for callback in callbacks
+                      if isinstance(callback, keras.callbacks.ModelCheckpoint))
+    best_so_far = artefacts.read_history(tmp_path)["val_f1_micro"].max()
+    assert checkpoint.best == pytest.approx(best_so_far)
+
     second.fit(images[8:], labels[8:], validation_data=validation, epochs=4, batch_size=8,
                callbacks=callbacks + [recorder], verbose=0)
     assert recorder.epochs == [2, 3]

@@ -1,8 +1,8 @@
 """ImageNet weights the Keras way, offline: a loopback HTTP server stands in for Keras' host.
 
 Covers a good file, a wrong hash, a server that is down, one that never answers, an HTTP
-error and downloads switched off, for ``models.resolve_weights``, the builders and
-``helpers train``. Nothing here reaches beyond 127.0.0.1 (``conftest.no_network`` fails
+error and downloads switched off, for ``helpers.files.weights.resolve_weights``, the builders
+and ``helpers train``. Nothing here reaches beyond 127.0.0.1 (``conftest.no_network`` fails
 any test that tries).
 """
 import contextlib
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import models
+from helpers.files import weights
 from helpers.app.cli import main
 
 PAYLOAD = b"not really ResNet50, but the right bytes\n" * 50
@@ -56,9 +57,9 @@ def keras_home(monkeypatch, tmp_path):
     """An empty Keras cache, downloads allowed; returns the cache's models/ folder."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv(models.OFFLINE_ENVIRONMENT, raising=False)
-    monkeypatch.setattr(models, "imagenet_cache_paths", lambda architecture: [
-        tmp_path / "keras_home" / "models" / models.IMAGENET_WEIGHTS[architecture]["file"]])
+    monkeypatch.delenv(weights.OFFLINE_ENVIRONMENT, raising=False)
+    monkeypatch.setattr(weights, "imagenet_cache_paths", lambda architecture: [
+        tmp_path / "keras_home" / "models" / weights.IMAGENET_WEIGHTS[architecture]["file"]])
     return tmp_path / "keras_home" / "models"
 
 
@@ -67,7 +68,7 @@ def served(tmp_path, monkeypatch):
     """PAYLOAD served on loopback as Keras' ResNet50 file, with its MD5 as the published hash."""
     folder = tmp_path / "server"
     folder.mkdir()
-    name = models.IMAGENET_WEIGHTS["resnet50"]["file"]
+    name = weights.IMAGENET_WEIGHTS["resnet50"]["file"]
     (folder / name).write_bytes(PAYLOAD)
     with serving(folder) as url:
         point_at(monkeypatch, url + name, hashlib.md5(PAYLOAD).hexdigest())
@@ -75,13 +76,13 @@ def served(tmp_path, monkeypatch):
 
 
 def point_at(monkeypatch, origin, file_hash):
-    spec = dict(models.IMAGENET_WEIGHTS["resnet50"], origin=origin, file_hash=file_hash)
-    monkeypatch.setitem(models.IMAGENET_WEIGHTS, "resnet50", spec)
+    spec = dict(weights.IMAGENET_WEIGHTS["resnet50"], origin=origin, file_hash=file_hash)
+    monkeypatch.setitem(weights.IMAGENET_WEIGHTS, "resnet50", spec)
 
 
 def test_a_good_file_is_downloaded_into_the_keras_cache(keras_home, served, capsys):
-    path, source = models.resolve_weights("imagenet", "resnet50")
-    assert Path(path) == keras_home / models.IMAGENET_WEIGHTS["resnet50"]["file"]
+    path, source = weights.resolve_weights("imagenet", "resnet50")
+    assert Path(path) == keras_home / weights.IMAGENET_WEIGHTS["resnet50"]["file"]
     assert Path(path).read_bytes() == PAYLOAD
     assert source == f"imagenet ({path})"
     ours = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ImageNet")]
@@ -90,12 +91,12 @@ def test_a_good_file_is_downloaded_into_the_keras_cache(keras_home, served, caps
 
 
 def test_the_cached_file_is_used_without_the_network(keras_home, served, monkeypatch, capsys):
-    models.resolve_weights("imagenet", "resnet50")
+    weights.resolve_weights("imagenet", "resnet50")
     point_at(monkeypatch, f"http://127.0.0.1:{closed_port()}/gone.h5",
-             models.IMAGENET_WEIGHTS["resnet50"]["file_hash"])
-    monkeypatch.setenv(models.OFFLINE_ENVIRONMENT, "1")
+             weights.IMAGENET_WEIGHTS["resnet50"]["file_hash"])
+    monkeypatch.setenv(weights.OFFLINE_ENVIRONMENT, "1")
     capsys.readouterr()
-    path, _ = models.resolve_weights("imagenet", "resnet50")
+    path, _ = weights.resolve_weights("imagenet", "resnet50")
     assert capsys.readouterr().out == f"ImageNet weights for resnet50: {path} (Keras cache)\n"
 
 
@@ -116,10 +117,10 @@ def test_a_failed_download_warns_once_and_starts_from_random_weights(
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         point_at(monkeypatch, f"http://127.0.0.1:{silent.getsockname()[1]}/x.h5", "0" * 32)
-        monkeypatch.setattr(models, "DOWNLOAD_TIMEOUT", 0.5)
+        monkeypatch.setattr(weights, "DOWNLOAD_TIMEOUT", 0.5)
         reason = "timed out"
     with silent, pytest.warns(UserWarning) as caught:
-        path, source = models.resolve_weights("imagenet", "resnet50")
+        path, source = weights.resolve_weights("imagenet", "resnet50")
     assert path is None and source == "none (imagenet requested, download failed)"
     assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller's line
     message = str(caught[0].message)
@@ -135,48 +136,48 @@ def test_downloads_switched_off_never_connect(switch, keras_home, served, monkey
     requests = []
     monkeypatch.setattr(QuietHandler, "do_GET", lambda self: requests.append(self.path))
     if switch == "environment":
-        monkeypatch.setenv(models.OFFLINE_ENVIRONMENT, "1")
+        monkeypatch.setenv(weights.OFFLINE_ENVIRONMENT, "1")
     with pytest.warns(UserWarning, match="downloads are off") as caught:
-        path, source = models.resolve_weights("imagenet", "resnet50",
+        path, source = weights.resolve_weights("imagenet", "resnet50",
                                               download=False if switch == "argument" else None)
     assert path is None and source == "none (imagenet requested, downloads off)"
-    assert models.IMAGENET_WEIGHTS["resnet50"]["file"] in str(caught[0].message)
+    assert weights.IMAGENET_WEIGHTS["resnet50"]["file"] in str(caught[0].message)
     assert requests == []
 
 
 def test_a_damaged_cached_file_is_replaced_by_a_download(keras_home, served):
     keras_home.mkdir(parents=True)
-    damaged = keras_home / models.IMAGENET_WEIGHTS["resnet50"]["file"]
+    damaged = keras_home / weights.IMAGENET_WEIGHTS["resnet50"]["file"]
     damaged.write_bytes(PAYLOAD[:-10])
-    path, _ = models.resolve_weights("imagenet", "resnet50")
+    path, _ = weights.resolve_weights("imagenet", "resnet50")
     assert Path(path) == damaged and damaged.read_bytes() == PAYLOAD
 
 
 def test_a_damaged_cached_file_is_not_used_offline(keras_home, served, monkeypatch):
     keras_home.mkdir(parents=True)
-    (keras_home / models.IMAGENET_WEIGHTS["resnet50"]["file"]).write_bytes(b"cut short")
+    (keras_home / weights.IMAGENET_WEIGHTS["resnet50"]["file"]).write_bytes(b"cut short")
     with pytest.warns(UserWarning, match="is damaged .* downloads are off"):
-        path, _ = models.resolve_weights("imagenet", "resnet50", download=False)
+        path, _ = weights.resolve_weights("imagenet", "resnet50", download=False)
     assert path is None
 
 
 @pytest.mark.parametrize("value, allowed", [("1", False), ("true", False), ("yes", False),
                                             ("0", True), ("", True), ("no", True)])
 def test_the_offline_switch_reads_the_usual_spellings(monkeypatch, value, allowed):
-    monkeypatch.setenv(models.OFFLINE_ENVIRONMENT, value)
-    assert models.downloads_allowed() is allowed
-    assert models.downloads_allowed(download=True) is True
+    monkeypatch.setenv(weights.OFFLINE_ENVIRONMENT, value)
+    assert weights.downloads_allowed() is allowed
+    assert weights.downloads_allowed(download=True) is True
 
 
 def test_keras_own_names_addresses_and_hashes_are_used():
     # The same values as keras/src/applications, which is what get_file checks downloads against.
     from keras.src.applications import resnet, vgg16
 
-    resnet50 = models.IMAGENET_WEIGHTS["resnet50"]
+    resnet50 = weights.IMAGENET_WEIGHTS["resnet50"]
     assert resnet50["origin"] == resnet.BASE_WEIGHTS_PATH + resnet50["file"]
     assert resnet50["file_hash"] == resnet.WEIGHTS_HASHES["resnet50"][1]
-    assert models.IMAGENET_WEIGHTS["vgg16"]["origin"] == vgg16.WEIGHTS_PATH_NO_TOP
-    assert vgg16.WEIGHTS_PATH_NO_TOP.endswith("/" + models.IMAGENET_WEIGHTS["vgg16"]["file"])
+    assert weights.IMAGENET_WEIGHTS["vgg16"]["origin"] == vgg16.WEIGHTS_PATH_NO_TOP
+    assert vgg16.WEIGHTS_PATH_NO_TOP.endswith("/" + weights.IMAGENET_WEIGHTS["vgg16"]["file"])
 
 
 @pytest.mark.slow
@@ -191,7 +192,7 @@ def test_a_served_weights_file_is_loaded_into_resnet50(keras_home, tmp_path, mon
                                             input_shape=(32, 32, 3), pooling="avg")
     folder = tmp_path / "server"
     folder.mkdir()
-    file = folder / models.IMAGENET_WEIGHTS["resnet50"]["file"]
+    file = folder / weights.IMAGENET_WEIGHTS["resnet50"]["file"]
     with h5py.File(file, "w") as stream:
         legacy_h5_format.save_weights_to_hdf5_group(stream, reference)
     with serving(folder) as url:
@@ -215,9 +216,9 @@ def scenes_tiny(tmp_path_factory):
 # pointed at a closed loopback port first.
 TRAIN_SCRIPT = """
 import sys
-from helpers import models
+from helpers.files import weights
 from helpers.app.cli import main
-models.IMAGENET_WEIGHTS["resnet50"]["origin"] = sys.argv[1]
+weights.IMAGENET_WEIGHTS["resnet50"]["origin"] = sys.argv[1]
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -226,7 +227,7 @@ sys.exit(main(sys.argv[2:]))
 @pytest.mark.parametrize("how", ["--offline", "server down"])
 def test_train_with_imagenet_weights_offline_finishes_with_one_line(how, scenes_tiny, tmp_path):
     """The acceptance check: ``train --model resnet50 --weights imagenet --epochs 1`` offline."""
-    env = {key: value for key, value in os.environ.items() if key != models.OFFLINE_ENVIRONMENT}
+    env = {key: value for key, value in os.environ.items() if key != weights.OFFLINE_ENVIRONMENT}
     env.update(KERAS_HOME=str(tmp_path / "keras_home"), HOME=str(tmp_path / "home"),
                TF_CPP_MIN_LOG_LEVEL="3")
     argv = ["train", str(scenes_tiny), "--model", "resnet50", "--weights", "imagenet",
@@ -250,13 +251,13 @@ def test_offline_flag_sets_the_switch_for_the_run_only(monkeypatch):
     from helpers.app import cli
 
     seen = []
-    monkeypatch.delenv(models.OFFLINE_ENVIRONMENT, raising=False)
+    monkeypatch.delenv(weights.OFFLINE_ENVIRONMENT, raising=False)
     monkeypatch.setattr("helpers.app.workflows.train_from_source",
-                        lambda *args, **kwargs: seen.append(models.downloads_allowed()))
+                        lambda *args, **kwargs: seen.append(weights.downloads_allowed()))
     assert cli.main(["train", "data", "--out", "x", "--offline"]) == 0
     assert cli.main(["train", "data", "--out", "x"]) == 0
     assert seen == [False, True]
-    assert models.OFFLINE_ENVIRONMENT not in os.environ
+    assert weights.OFFLINE_ENVIRONMENT not in os.environ
 
 
 def test_train_weights_path_that_is_not_a_weights_file_is_one_error_line(

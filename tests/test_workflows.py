@@ -24,7 +24,8 @@ def test_train_from_source_writes_complete_artefacts(tmp_path):
     with pytest.warns(UserWarning, match="broken.jpg"):
         result = workflows.train_from_source(
             source, tmp_path / "run", layout="split-folders", model="mlp", epochs=2,
-            image_size=16, batch_size=8, val_size=0.25, test_size=0.25, log=lines.append,
+            image_size=16, log=lines.append,
+            options=workflows.TrainOptions(batch_size=8, val_size=0.25, test_size=0.25),
         )
     run = tmp_path / "run"
     for name in ("model.keras", "labels.json", "history.csv", "metrics.json", "splits.csv"):
@@ -60,9 +61,10 @@ def test_train_from_source_multi_class_and_wrong_task(tmp_path):
             colour[..., index] = 200 + k
             Image.fromarray(colour).save(source / name / f"{k}.png")
     result = workflows.train_from_source(
-        source, tmp_path / "run", layout="folders", model="mlp", task="auto", epochs=1,
-        image_size=12, batch_size=6, val_size=0.2, test_size=0.2, log=None, augment=False,
-        schedule="plateau", learning_rate=2e-3,
+        source, tmp_path / "run", layout="folders", model="mlp", epochs=1, image_size=12,
+        log=None, options=workflows.TrainOptions(
+            task="auto", batch_size=6, val_size=0.2, test_size=0.2, augment=False,
+            schedule="plateau", learning_rate=2e-3),
     )
     assert result["history"]["learning_rate"].tolist() == pytest.approx([2e-3])
     assert result["metadata"]["task"] == "multi_class"
@@ -71,15 +73,17 @@ def test_train_from_source_multi_class_and_wrong_task(tmp_path):
     fashion = make_fashion_folders(tmp_path / "fashion", per_folder=3, broken=False)
     with pytest.raises(ValueError, match="exactly one label per image"):
         workflows.train_from_source(fashion, tmp_path / "run2", layout="split-folders",
-                                   task="multi_class", epochs=1, image_size=12, log=None)
+                                    epochs=1, image_size=12, log=None,
+                                    options=workflows.TrainOptions(task="multi_class"))
 
 
 TRAIN_SCRIPT = """
 import sys
-from helpers.app.workflows import train_from_source
+from helpers.app.workflows import TrainOptions, train_from_source
 train_from_source(sys.argv[1], sys.argv[2], layout="split-folders", model="mlp",
-                  epochs=int(sys.argv[3]), image_size=16, batch_size=4, val_size=0.25,
-                  test_size=0.25, patience=50, log=lambda line: print(line, flush=True))
+                  epochs=int(sys.argv[3]), image_size=16, patience=50,
+                  options=TrainOptions(batch_size=4, val_size=0.25, test_size=0.25),
+                  log=lambda line: print(line, flush=True))
 """
 
 
@@ -132,13 +136,15 @@ def test_sigkilled_training_resumes_and_ends_with_complete_artefacts(tmp_path):
     assert not [name for name in os.listdir(out_dir) if name.startswith(".")]  # no temp files
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"schedule": "step"}, "schedule must be one of"),
-    ({"model": "smallvgg"}, "model must be one of"),
-    ({"epochs": 0}, "epochs must be a positive integer"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"options": workflows.TrainOptions(schedule="step")}, ValueError, "schedule must be one of"),
+    ({"options": workflows.TrainOptions(task="multi")}, ValueError, "task must be one of"),
+    ({"model": "smallvgg"}, ValueError, "model must be one of"),
+    ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
+    ({"batch_size": 8, "seed": 1}, TypeError, r"batch_size, seed belong in options=TrainOptions"),
 ])
-def test_wrong_training_choices_are_refused_before_any_work(tmp_path, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_wrong_training_choices_are_refused_before_any_work(tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
         workflows.train_from_source(tmp_path / "missing", tmp_path / "run", log=None, **kwargs)
     assert not (tmp_path / "run").exists()
 

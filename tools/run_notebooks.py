@@ -80,7 +80,7 @@ def main(argv=None):
         print(f"no notebooks found in {NOTEBOOKS_DIR}", file=sys.stderr)
         return 1
 
-    helpers_mtime = newest_mtime((REPO_ROOT / "helpers").glob("*.py"))
+    helpers_mtime = newest_mtime((REPO_ROOT / "helpers").rglob("*.py"))
     print(f"executing {len(notebooks)} notebooks ({'quick' if quick else 'full'} mode) into {output_dir}")
     total_start = time.perf_counter()
     upstream_mtime = 0.0

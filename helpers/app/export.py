@@ -133,10 +133,11 @@ def _write_and_check(model, metadata, staging, images, formats):
     path = staging / _FILES["saved_model"]
     export_formats.write_saved_model(model, metadata, path)
     checks.update(export_formats.check_saved_model(path, images, expected))
-    for name in ("litert", "onnx"):
+    writers = {"litert": export_formats.write_litert, "onnx": export_formats.write_onnx}
+    for name, write in writers.items():
         if name in formats:
             target = staging / _FILES[name]
-            getattr(export_formats, f"write_{name}")(model, metadata, target)
+            write(model, metadata, target)
             checks[name] = export_formats.check_file(name, target, images["resized"], expected)
     for name, difference in checks.items():
         if not difference <= TOLERANCES[name]:

@@ -1,1 +1,2 @@
-"""The embedded datasets, generated offline and deterministically (``generate``)."""
+"""The embedded datasets, generated offline and deterministically (``generate``), and public
+datasets fetched the Keras way (``fetch``)."""

@@ -75,8 +75,6 @@ def _spec(name, url, file_hash):
 
 def _archive(url, checksum, cache_dir):
     """The archive's path in the cache, downloaded (or resumed) and checked."""
-    import keras
-
     file_name = os.path.basename(url.split("?")[0])
     target = cache_dir / "datasets" / file_name
     algorithm = "sha256" if len(checksum) == 64 else "md5"
@@ -90,6 +88,8 @@ def _archive(url, checksum, cache_dir):
             target.unlink()
             raise FetchError(f"{url}: the {algorithm} checksum does not match {checksum}; "
                              "the download was deleted")
+    import keras
+
     return keras.utils.get_file(file_name, url, file_hash=checksum, cache_dir=str(cache_dir),
                                 cache_subdir="datasets")
 

@@ -41,8 +41,8 @@ PRESETS = ("fashion", "scenes", "shapes")
 # ~450 scene images.
 QUICK_SCALE = 0.25
 
-JPEG_QUALITY = 90
-MARKER_START = ".generator.json"
+_JPEG_QUALITY = 90
+_MARKER_START = ".generator.json"
 MARKER_COMPLETE = ".complete.json"
 
 # Folder → number of images in the clothing tutorial's dataset (5,547 in all).
@@ -76,22 +76,22 @@ SCENE_CLASS_PROBABILITY = {
     "sheep": 0.03,
     "boat": 0.02,
 }
-SCENE_IMAGES = 1800
+_SCENE_IMAGES = 1800
 SCENE_MAX_OBJECTS = 4
-SCENE_VAL_FRACTION = 0.25
-VOC_ACTIONS = (
+_SCENE_VAL_FRACTION = 0.25
+_VOC_ACTIONS = (
     "jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse",
     "running", "takingphoto", "usingcomputer", "walking", "other",
 )
 
 SHAPE_COLOURS = ("red", "green", "blue", "yellow")
 SHAPE_NAMES = ("circle", "square", "triangle")
-SHAPE_IMAGES_PER_FOLDER = 90
+_SHAPE_IMAGES_PER_FOLDER = 90
 SHAPE_BOXES_FILE = "boxes.csv"
 
 _PRESET_IDS = {"fashion": 1, "scenes": 2, "shapes": 3}
 # Raised whenever a preset's drawing changes, so that ensure_dataset replaces older copies.
-GENERATOR_VERSIONS = {"fashion": 3, "scenes": 1, "shapes": 1}
+_GENERATOR_VERSIONS = {"fashion": 3, "scenes": 1, "shapes": 1}
 
 
 # --------------------------------------------------------------------------- public API
@@ -123,8 +123,8 @@ def make_dataset(preset, out_dir, seed=0, scale=1.0, progress=True):
     preset, seed, scale = _validate(preset, seed, scale)
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, preset)
-    settings = {"preset": preset, "seed": seed, "scale": scale, "version": GENERATOR_VERSIONS[preset]}
-    _write_json(out_dir / MARKER_START, settings)
+    settings = {"preset": preset, "seed": seed, "scale": scale, "version": _GENERATOR_VERSIONS[preset]}
+    _write_json(out_dir / _MARKER_START, settings)
     writer = {"fashion": _write_fashion, "scenes": _write_scenes, "shapes": _write_shapes}[preset]
     summary = writer(out_dir, seed, scale, progress)
     _write_json(out_dir / MARKER_COMPLETE, {**settings, **summary})
@@ -151,7 +151,7 @@ def ensure_dataset(preset, quick=QUICK):
     preset, _, _ = _validate(preset, 0, 1.0)
     scale = QUICK_SCALE if quick else 1.0
     out_dir = DATA_DIR / (f"{preset}-quick" if quick else preset)
-    wanted = (preset, 0, scale, GENERATOR_VERSIONS[preset])
+    wanted = (preset, 0, scale, _GENERATOR_VERSIONS[preset])
 
     def is_current():
         marker = _read_json(out_dir / MARKER_COMPLETE) or {}
@@ -219,7 +219,7 @@ def _prepare_out_dir(out_dir, preset):
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir: expected a folder, got the file {out_dir}")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        previous = _read_json(out_dir / MARKER_START) or _read_json(out_dir / MARKER_COMPLETE)
+        previous = _read_json(out_dir / _MARKER_START) or _read_json(out_dir / MARKER_COMPLETE)
         if not previous or previous.get("preset") != preset:
             found = previous.get("preset") if previous else None
             what = f"a {found!r} dataset" if found else "files not written by make_dataset"
@@ -248,7 +248,7 @@ def _write_json(path, value):
 
 def _save_jpeg(image, path):
     # No EXIF, ICC or comment: Pillow then writes the same bytes for the same pixels.
-    image.save(path, "JPEG", quality=JPEG_QUALITY, optimize=False)
+    image.save(path, "JPEG", quality=_JPEG_QUALITY, optimize=False)
 
 
 def _rng(seed, preset, *index):
@@ -550,124 +550,185 @@ def _scene_background(width, height, rng):
                        _neutral_colour(rng, (0.3, 0.9))) for _ in range(rng.integers(0, 4))]}
 
 
-def _draw_scene_object(draw, name, box, rng):
-    """Draw a recognisable ``name`` inside ``box`` = (x0, y0, x1, y1); return its VOC parts."""
+def _draw_person(draw, box, rng):
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
-    parts = []
-    if name == "person":
-        skin = _hsv(rng.uniform(0.03, 0.1), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.95))
-        shirt = _hsv(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.9))
-        trousers = _hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.6), rng.uniform(0.15, 0.5))
-        r = min(w * 0.32, h * 0.11)
-        cx = x0 + w / 2
-        head = (cx - r, y0, cx + r, y0 + 2 * r)
-        draw.ellipse(head, fill=skin)
-        parts.append(("head", head))
-        body_top, body_bottom = y0 + 2 * r, y0 + h * 0.58
-        draw.rectangle((x0 + w * 0.2, body_top, x1 - w * 0.2, body_bottom), fill=shirt)
-        draw.rectangle((x0 + w * 0.22, body_bottom, cx - w * 0.03, y1), fill=trousers)
-        draw.rectangle((cx + w * 0.03, body_bottom, x1 - w * 0.22, y1), fill=trousers)
-        arm = max(2, int(w * 0.14))
-        raised = rng.random() < 0.3
-        hand = (x0 + w * 0.05, y0 + h * (0.12 if raised else 0.55))
-        draw.line([(x0 + w * 0.22, body_top + arm), hand], fill=shirt, width=arm)
-        draw.line([(x1 - w * 0.22, body_top + arm), (x1 - w * 0.05, y0 + h * 0.55)], fill=shirt, width=arm)
-        hr = max(2.0, arm * 0.8)
-        hand_box = (hand[0] - hr, hand[1] - hr, hand[0] + hr, hand[1] + hr)
-        draw.ellipse(hand_box, fill=skin)
-        parts.append(("hand", hand_box))
-    elif name == "car":
-        body = _hsv(rng.uniform(0, 1), rng.uniform(0.4, 1.0), rng.uniform(0.35, 0.95))
-        draw.rounded_rectangle((x0, y0 + h * 0.35, x1, y1 - h * 0.18), radius=max(1, int(h * 0.12)), fill=body)
-        draw.polygon([(x0 + w * 0.2, y0 + h * 0.36), (x0 + w * 0.32, y0), (x1 - w * 0.3, y0),
-                      (x1 - w * 0.15, y0 + h * 0.36)], fill=body)
-        draw.polygon([(x0 + w * 0.27, y0 + h * 0.33), (x0 + w * 0.35, y0 + h * 0.08),
-                      (x1 - w * 0.33, y0 + h * 0.08), (x1 - w * 0.22, y0 + h * 0.33)], fill=(170, 210, 230))
-        wr = h * 0.2
-        for wx in (x0 + w * 0.22, x1 - w * 0.22):
-            draw.ellipse((wx - wr, y1 - 2 * wr, wx + wr, y1), fill=(25, 25, 25))
-            draw.ellipse((wx - wr * 0.45, y1 - wr * 1.45, wx + wr * 0.45, y1 - wr * 0.55), fill=(160, 160, 160))
-    elif name == "chair":
-        wood = _hsv(rng.uniform(0.05, 0.11), rng.uniform(0.5, 0.8), rng.uniform(0.3, 0.6))
-        leg = max(2, int(w * 0.1))
-        draw.rectangle((x0, y0, x0 + leg, y1), fill=wood)
-        draw.rectangle((x0, y0 + h * 0.5, x1, y0 + h * 0.5 + leg), fill=wood)
-        draw.rectangle((x1 - leg, y0 + h * 0.5, x1, y1), fill=wood)
-        draw.rectangle((x0, y0 + h * 0.1, x0 + w * 0.35, y0 + h * 0.14 + leg), fill=wood)
-    elif name in ("dog", "cat"):
-        if name == "dog":
-            fur = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.8), rng.uniform(0.3, 0.7))
-        else:
-            grey = rng.uniform(0.35, 0.75)
-            fur = _hsv(rng.uniform(0.05, 0.12), rng.uniform(0.0, 0.25), grey)
-        facing_left = rng.random() < 0.5
-        hx = x0 + w * 0.2 if facing_left else x1 - w * 0.2
-        body = (x0 + w * 0.15, y0 + h * 0.35, x1 - w * 0.1, y0 + h * 0.75)
-        if not facing_left:
-            body = (x0 + w * 0.1, y0 + h * 0.35, x1 - w * 0.15, y0 + h * 0.75)
-        draw.ellipse(body, fill=fur)
-        for lx in (0.25, 0.4, 0.62, 0.78):
-            draw.rectangle((x0 + w * lx, y0 + h * 0.6, x0 + w * (lx + 0.07), y1), fill=fur)
-        hr = h * (0.22 if name == "dog" else 0.25)
-        draw.ellipse((hx - hr, y0 + h * 0.08, hx + hr, y0 + h * 0.08 + 2 * hr), fill=fur)
-        if name == "dog":
-            ear = _shade(fur, 0.6)
-            draw.ellipse((hx - hr * 1.2, y0 + h * 0.1, hx - hr * 0.5, y0 + h * 0.55), fill=ear)
-            draw.ellipse((hx + hr * 0.5, y0 + h * 0.1, hx + hr * 1.2, y0 + h * 0.55), fill=ear)
-            tail_x = x1 - w * 0.05 if facing_left else x0 + w * 0.05
-            draw.line([(tail_x, y0 + h * 0.45), (tail_x, y0 + h * 0.2)], fill=fur, width=max(2, int(h * 0.06)))
-        else:
-            for side in (-1, 1):
-                draw.polygon([(hx + side * hr * 0.95, y0), (hx + side * hr * 0.2, y0 + h * 0.16),
-                              (hx + side * hr * 0.95, y0 + h * 0.22)], fill=fur)
-            eye = (120, 200, 80)
-            draw.ellipse((hx - hr * 0.5, y0 + h * 0.22, hx - hr * 0.2, y0 + h * 0.3), fill=eye)
-            draw.ellipse((hx + hr * 0.2, y0 + h * 0.22, hx + hr * 0.5, y0 + h * 0.3), fill=eye)
-            tail_x = x1 if facing_left else x0
-            draw.line([(tail_x - (w * 0.1 if facing_left else -w * 0.1), y0 + h * 0.5), (tail_x, y0 + h * 0.15)],
-                      fill=fur, width=max(2, int(h * 0.05)))
-    elif name == "bird":
-        feathers = _hsv(rng.uniform(0.1, 0.17), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0))
-        draw.ellipse((x0 + w * 0.15, y0 + h * 0.3, x1 - w * 0.1, y1 - h * 0.1), fill=feathers)
-        draw.ellipse((x0 + w * 0.05, y0 + h * 0.1, x0 + w * 0.45, y0 + h * 0.55), fill=feathers)
-        draw.polygon([(x0, y0 + h * 0.32), (x0 + w * 0.1, y0 + h * 0.25), (x0 + w * 0.1, y0 + h * 0.4)],
-                     fill=(230, 120, 20))
-        draw.polygon([(x0 + w * 0.4, y0 + h * 0.5), (x1 - w * 0.2, y0), (x1 - w * 0.05, y0 + h * 0.55)],
-                     fill=_shade(feathers, 0.7))
-        draw.ellipse((x0 + w * 0.2, y0 + h * 0.22, x0 + w * 0.27, y0 + h * 0.3), fill=(10, 10, 10))
-    elif name == "bottle":
-        glass = _hsv(rng.uniform(0.25, 0.42), rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.7))
-        draw.rounded_rectangle((x0, y0 + h * 0.35, x1, y1), radius=max(1, int(w * 0.2)), fill=glass)
-        draw.rectangle((x0 + w * 0.32, y0 + h * 0.05, x1 - w * 0.32, y0 + h * 0.4), fill=glass)
-        draw.rectangle((x0 + w * 0.28, y0, x1 - w * 0.28, y0 + h * 0.07), fill=(200, 170, 60))
-        draw.rectangle((x0, y0 + h * 0.55, x1, y0 + h * 0.75), fill=(235, 230, 210))
-    elif name == "tvmonitor":
-        frame = _hsv(0, 0, rng.uniform(0.05, 0.2))
-        draw.rectangle((x0, y0, x1, y1 - h * 0.15), fill=frame)
-        draw.rectangle((x0 + w * 0.07, y0 + h * 0.08, x1 - w * 0.07, y1 - h * 0.25),
-                       fill=_hsv(rng.uniform(0.5, 0.6), rng.uniform(0.3, 0.7), rng.uniform(0.7, 1.0)))
-        draw.rectangle((x0 + w * 0.45, y1 - h * 0.15, x1 - w * 0.45, y1 - h * 0.05), fill=frame)
-        draw.rectangle((x0 + w * 0.3, y1 - h * 0.05, x1 - w * 0.3, y1), fill=frame)
-    elif name == "sheep":
-        wool = _hsv(rng.uniform(0.1, 0.15), rng.uniform(0.0, 0.12), rng.uniform(0.85, 1.0))
-        for lx in (0.3, 0.45, 0.6, 0.75):
-            draw.rectangle((x0 + w * lx, y0 + h * 0.65, x0 + w * (lx + 0.05), y1), fill=(30, 30, 30))
-        for fx, fy in ((0.35, 0.35), (0.55, 0.3), (0.75, 0.35), (0.45, 0.5), (0.65, 0.5), (0.85, 0.45)):
-            r = h * 0.2
-            draw.ellipse((x0 + w * fx - r, y0 + h * fy - r, x0 + w * fx + r, y0 + h * fy + r), fill=wool)
-        draw.ellipse((x0, y0 + h * 0.15, x0 + w * 0.25, y0 + h * 0.5), fill=(30, 30, 30))
-    elif name == "boat":
-        hull = _hsv(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.8))
-        draw.polygon([(x0, y0 + h * 0.7), (x1, y0 + h * 0.7), (x1 - w * 0.15, y1), (x0 + w * 0.15, y1)], fill=hull)
-        draw.line([(x0 + w * 0.5, y0), (x0 + w * 0.5, y0 + h * 0.7)], fill=(80, 60, 40), width=max(2, int(w * 0.03)))
-        draw.polygon([(x0 + w * 0.53, y0 + h * 0.02), (x0 + w * 0.53, y0 + h * 0.65), (x1 - w * 0.08, y0 + h * 0.65)],
-                     fill=(245, 245, 240))
-        draw.polygon([(x0 + w * 0.47, y0 + h * 0.12), (x0 + w * 0.47, y0 + h * 0.65), (x0 + w * 0.15, y0 + h * 0.65)],
-                     fill=_hsv(rng.uniform(0, 1), 0.6, 0.9))
-    else:
+    skin = _hsv(rng.uniform(0.03, 0.1), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.95))
+    shirt = _hsv(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.9))
+    trousers = _hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.6), rng.uniform(0.15, 0.5))
+    r = min(w * 0.32, h * 0.11)
+    cx = x0 + w / 2
+    head = (cx - r, y0, cx + r, y0 + 2 * r)
+    draw.ellipse(head, fill=skin)
+    body_top, body_bottom = y0 + 2 * r, y0 + h * 0.58
+    draw.rectangle((x0 + w * 0.2, body_top, x1 - w * 0.2, body_bottom), fill=shirt)
+    draw.rectangle((x0 + w * 0.22, body_bottom, cx - w * 0.03, y1), fill=trousers)
+    draw.rectangle((cx + w * 0.03, body_bottom, x1 - w * 0.22, y1), fill=trousers)
+    arm = max(2, int(w * 0.14))
+    raised = rng.random() < 0.3
+    hand = (x0 + w * 0.05, y0 + h * (0.12 if raised else 0.55))
+    draw.line([(x0 + w * 0.22, body_top + arm), hand], fill=shirt, width=arm)
+    draw.line([(x1 - w * 0.22, body_top + arm), (x1 - w * 0.05, y0 + h * 0.55)], fill=shirt, width=arm)
+    hr = max(2.0, arm * 0.8)
+    hand_box = (hand[0] - hr, hand[1] - hr, hand[0] + hr, hand[1] + hr)
+    draw.ellipse(hand_box, fill=skin)
+    return [("head", head), ("hand", hand_box)]
+
+
+def _draw_car(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    body = _hsv(rng.uniform(0, 1), rng.uniform(0.4, 1.0), rng.uniform(0.35, 0.95))
+    draw.rounded_rectangle((x0, y0 + h * 0.35, x1, y1 - h * 0.18), radius=max(1, int(h * 0.12)), fill=body)
+    draw.polygon([(x0 + w * 0.2, y0 + h * 0.36), (x0 + w * 0.32, y0), (x1 - w * 0.3, y0),
+                  (x1 - w * 0.15, y0 + h * 0.36)], fill=body)
+    draw.polygon([(x0 + w * 0.27, y0 + h * 0.33), (x0 + w * 0.35, y0 + h * 0.08),
+                  (x1 - w * 0.33, y0 + h * 0.08), (x1 - w * 0.22, y0 + h * 0.33)], fill=(170, 210, 230))
+    wr = h * 0.2
+    for wx in (x0 + w * 0.22, x1 - w * 0.22):
+        draw.ellipse((wx - wr, y1 - 2 * wr, wx + wr, y1), fill=(25, 25, 25))
+        draw.ellipse((wx - wr * 0.45, y1 - wr * 1.45, wx + wr * 0.45, y1 - wr * 0.55), fill=(160, 160, 160))
+    return []
+
+
+def _draw_chair(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    wood = _hsv(rng.uniform(0.05, 0.11), rng.uniform(0.5, 0.8), rng.uniform(0.3, 0.6))
+    leg = max(2, int(w * 0.1))
+    draw.rectangle((x0, y0, x0 + leg, y1), fill=wood)
+    draw.rectangle((x0, y0 + h * 0.5, x1, y0 + h * 0.5 + leg), fill=wood)
+    draw.rectangle((x1 - leg, y0 + h * 0.5, x1, y1), fill=wood)
+    draw.rectangle((x0, y0 + h * 0.1, x0 + w * 0.35, y0 + h * 0.14 + leg), fill=wood)
+    return []
+
+
+def _draw_pet_body(draw, box, rng, fur, head_ratio):
+    """Body, four legs and head of a dog or cat; return the head's centre x, its radius and
+    whether the animal faces left."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    facing_left = rng.random() < 0.5
+    hx = x0 + w * 0.2 if facing_left else x1 - w * 0.2
+    body = (x0 + w * 0.15, y0 + h * 0.35, x1 - w * 0.1, y0 + h * 0.75)
+    if not facing_left:
+        body = (x0 + w * 0.1, y0 + h * 0.35, x1 - w * 0.15, y0 + h * 0.75)
+    draw.ellipse(body, fill=fur)
+    for lx in (0.25, 0.4, 0.62, 0.78):
+        draw.rectangle((x0 + w * lx, y0 + h * 0.6, x0 + w * (lx + 0.07), y1), fill=fur)
+    hr = h * head_ratio
+    draw.ellipse((hx - hr, y0 + h * 0.08, hx + hr, y0 + h * 0.08 + 2 * hr), fill=fur)
+    return hx, hr, facing_left
+
+
+def _draw_dog(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    fur = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.8), rng.uniform(0.3, 0.7))
+    hx, hr, facing_left = _draw_pet_body(draw, box, rng, fur, 0.22)
+    ear = _shade(fur, 0.6)
+    draw.ellipse((hx - hr * 1.2, y0 + h * 0.1, hx - hr * 0.5, y0 + h * 0.55), fill=ear)
+    draw.ellipse((hx + hr * 0.5, y0 + h * 0.1, hx + hr * 1.2, y0 + h * 0.55), fill=ear)
+    tail_x = x1 - w * 0.05 if facing_left else x0 + w * 0.05
+    draw.line([(tail_x, y0 + h * 0.45), (tail_x, y0 + h * 0.2)], fill=fur, width=max(2, int(h * 0.06)))
+    return []
+
+
+def _draw_cat(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    grey = rng.uniform(0.35, 0.75)
+    fur = _hsv(rng.uniform(0.05, 0.12), rng.uniform(0.0, 0.25), grey)
+    hx, hr, facing_left = _draw_pet_body(draw, box, rng, fur, 0.25)
+    for side in (-1, 1):
+        draw.polygon([(hx + side * hr * 0.95, y0), (hx + side * hr * 0.2, y0 + h * 0.16),
+                      (hx + side * hr * 0.95, y0 + h * 0.22)], fill=fur)
+    eye = (120, 200, 80)
+    draw.ellipse((hx - hr * 0.5, y0 + h * 0.22, hx - hr * 0.2, y0 + h * 0.3), fill=eye)
+    draw.ellipse((hx + hr * 0.2, y0 + h * 0.22, hx + hr * 0.5, y0 + h * 0.3), fill=eye)
+    tail_x = x1 if facing_left else x0
+    draw.line([(tail_x - (w * 0.1 if facing_left else -w * 0.1), y0 + h * 0.5), (tail_x, y0 + h * 0.15)],
+              fill=fur, width=max(2, int(h * 0.05)))
+    return []
+
+
+def _draw_bird(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    feathers = _hsv(rng.uniform(0.1, 0.17), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0))
+    draw.ellipse((x0 + w * 0.15, y0 + h * 0.3, x1 - w * 0.1, y1 - h * 0.1), fill=feathers)
+    draw.ellipse((x0 + w * 0.05, y0 + h * 0.1, x0 + w * 0.45, y0 + h * 0.55), fill=feathers)
+    draw.polygon([(x0, y0 + h * 0.32), (x0 + w * 0.1, y0 + h * 0.25), (x0 + w * 0.1, y0 + h * 0.4)],
+                 fill=(230, 120, 20))
+    draw.polygon([(x0 + w * 0.4, y0 + h * 0.5), (x1 - w * 0.2, y0), (x1 - w * 0.05, y0 + h * 0.55)],
+                 fill=_shade(feathers, 0.7))
+    draw.ellipse((x0 + w * 0.2, y0 + h * 0.22, x0 + w * 0.27, y0 + h * 0.3), fill=(10, 10, 10))
+    return []
+
+
+def _draw_bottle(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    glass = _hsv(rng.uniform(0.25, 0.42), rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.7))
+    draw.rounded_rectangle((x0, y0 + h * 0.35, x1, y1), radius=max(1, int(w * 0.2)), fill=glass)
+    draw.rectangle((x0 + w * 0.32, y0 + h * 0.05, x1 - w * 0.32, y0 + h * 0.4), fill=glass)
+    draw.rectangle((x0 + w * 0.28, y0, x1 - w * 0.28, y0 + h * 0.07), fill=(200, 170, 60))
+    draw.rectangle((x0, y0 + h * 0.55, x1, y0 + h * 0.75), fill=(235, 230, 210))
+    return []
+
+
+def _draw_tvmonitor(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    frame = _hsv(0, 0, rng.uniform(0.05, 0.2))
+    draw.rectangle((x0, y0, x1, y1 - h * 0.15), fill=frame)
+    draw.rectangle((x0 + w * 0.07, y0 + h * 0.08, x1 - w * 0.07, y1 - h * 0.25),
+                   fill=_hsv(rng.uniform(0.5, 0.6), rng.uniform(0.3, 0.7), rng.uniform(0.7, 1.0)))
+    draw.rectangle((x0 + w * 0.45, y1 - h * 0.15, x1 - w * 0.45, y1 - h * 0.05), fill=frame)
+    draw.rectangle((x0 + w * 0.3, y1 - h * 0.05, x1 - w * 0.3, y1), fill=frame)
+    return []
+
+
+def _draw_sheep(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    wool = _hsv(rng.uniform(0.1, 0.15), rng.uniform(0.0, 0.12), rng.uniform(0.85, 1.0))
+    for lx in (0.3, 0.45, 0.6, 0.75):
+        draw.rectangle((x0 + w * lx, y0 + h * 0.65, x0 + w * (lx + 0.05), y1), fill=(30, 30, 30))
+    for fx, fy in ((0.35, 0.35), (0.55, 0.3), (0.75, 0.35), (0.45, 0.5), (0.65, 0.5), (0.85, 0.45)):
+        r = h * 0.2
+        draw.ellipse((x0 + w * fx - r, y0 + h * fy - r, x0 + w * fx + r, y0 + h * fy + r), fill=wool)
+    draw.ellipse((x0, y0 + h * 0.15, x0 + w * 0.25, y0 + h * 0.5), fill=(30, 30, 30))
+    return []
+
+
+def _draw_boat(draw, box, rng):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    hull = _hsv(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.8))
+    draw.polygon([(x0, y0 + h * 0.7), (x1, y0 + h * 0.7), (x1 - w * 0.15, y1), (x0 + w * 0.15, y1)], fill=hull)
+    draw.line([(x0 + w * 0.5, y0), (x0 + w * 0.5, y0 + h * 0.7)], fill=(80, 60, 40), width=max(2, int(w * 0.03)))
+    draw.polygon([(x0 + w * 0.53, y0 + h * 0.02), (x0 + w * 0.53, y0 + h * 0.65), (x1 - w * 0.08, y0 + h * 0.65)],
+                 fill=(245, 245, 240))
+    draw.polygon([(x0 + w * 0.47, y0 + h * 0.12), (x0 + w * 0.47, y0 + h * 0.65), (x0 + w * 0.15, y0 + h * 0.65)],
+                 fill=_hsv(rng.uniform(0, 1), 0.6, 0.9))
+    return []
+
+
+# Class → function drawing it as ``drawer(draw, box, rng)`` and returning its VOC parts.
+_SCENE_DRAWERS = {
+    "person": _draw_person, "car": _draw_car, "chair": _draw_chair, "dog": _draw_dog,
+    "cat": _draw_cat, "bird": _draw_bird, "bottle": _draw_bottle, "tvmonitor": _draw_tvmonitor,
+    "sheep": _draw_sheep, "boat": _draw_boat,
+}
+
+
+def _draw_scene_object(draw, name, box, rng):
+    """Draw a recognisable ``name`` inside ``box`` = (x0, y0, x1, y1); return its VOC parts
+    as (part name, box) pairs."""
+    if name not in _SCENE_DRAWERS:
         raise ValueError(name)
-    return parts
+    return _SCENE_DRAWERS[name](draw, box, rng)
 
 
 def _scene_objects(rng):
@@ -727,8 +788,8 @@ def _scene_image(background, width, height, rng):
             voc_object["parts"] = [(part, b) for part, box_part in parts
                                    if (b := _clip_box(box_part, width, height)) is not None]
         if name == "person" and rng.random() < 0.12:
-            action = rng.integers(0, len(VOC_ACTIONS))
-            voc_object["actions"] = {a: int(i == action) for i, a in enumerate(VOC_ACTIONS)}
+            action = rng.integers(0, len(_VOC_ACTIONS))
+            voc_object["actions"] = {a: int(i == action) for i, a in enumerate(_VOC_ACTIONS)}
         objects.append(voc_object)
     image = _finish(np.asarray(image, dtype=np.float32), rng, noise=(2, 7))
     return image, objects
@@ -797,7 +858,7 @@ def _scene_groups(seed, n_images):
 
 
 def _write_scenes(out_dir, seed, scale, progress):
-    n_images = max(2, round(SCENE_IMAGES * scale))
+    n_images = max(2, round(_SCENE_IMAGES * scale))
     annotations = out_dir / "Annotations"
     images = out_dir / "JPEGImages"
     main = out_dir / "ImageSets" / "Main"
@@ -810,7 +871,7 @@ def _write_scenes(out_dir, seed, scale, progress):
             group_rng = _rng(seed, "scenes", 1, group)
             width, height = _image_size(group_rng, 128, 320)
             background = _scene_background(width, height, group_rng)
-            split = "val" if group_rng.random() < SCENE_VAL_FRACTION else "train"
+            split = "val" if group_rng.random() < _SCENE_VAL_FRACTION else "train"
             for follow_up in range(size):
                 image_id = f"{patient_id:06d}_{follow_up:03d}"
                 image, objects = _scene_image(background, width, height,
@@ -883,7 +944,7 @@ def _shape_image(folder, rng):
 
 
 def _write_shapes(out_dir, seed, scale, progress):
-    per_folder = max(1, round(SHAPE_IMAGES_PER_FOLDER * scale))
+    per_folder = max(1, round(_SHAPE_IMAGES_PER_FOLDER * scale))
     folders = [f"{colour}_{shape}" for colour in SHAPE_COLOURS for shape in SHAPE_NAMES]
     rows = ["filename,width,height,xmin,ymin,xmax,ymax"]
     with tqdm(total=per_folder * len(folders), desc=f"shapes → {out_dir}", unit="img",

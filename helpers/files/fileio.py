@@ -29,9 +29,9 @@ import numpy as np
 
 # Default limits for files read back: far above what the project writes, far below what
 # would exhaust memory.
-MAX_TEXT_BYTES = 256_000_000
-MAX_JSON_BYTES = 64_000_000
-MAX_JSON_DEPTH = 100
+_MAX_TEXT_BYTES = 256_000_000
+_MAX_JSON_BYTES = 64_000_000
+_MAX_JSON_DEPTH = 100
 
 _BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
     (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
@@ -97,7 +97,7 @@ def format_size(n_bytes):
     return f"{n_bytes} bytes"
 
 
-def read_bytes(path, what="file", max_bytes=MAX_TEXT_BYTES):
+def read_bytes(path, what="file", max_bytes=_MAX_TEXT_BYTES):
     """Read a regular file's bytes, refusing folders, devices, pipes and oversized files.
 
     Parameters
@@ -236,7 +236,7 @@ def _ascii_newlines(encoding):
                                                 "utf-32-le", "utf-32-be")
 
 
-def read_text(path, what="file", encoding=None, errors="strict", max_bytes=MAX_TEXT_BYTES):
+def read_text(path, what="file", encoding=None, errors="strict", max_bytes=_MAX_TEXT_BYTES):
     """:func:`read_bytes`, then :func:`decode_text`.
 
     Returns
@@ -246,7 +246,7 @@ def read_text(path, what="file", encoding=None, errors="strict", max_bytes=MAX_T
     return decode_text(read_bytes(path, what, max_bytes), path, encoding, errors, what)
 
 
-def json_depth(text):
+def _json_depth(text):
     """How deeply a JSON text nests arrays and objects, counted without recursion.
 
     Parameters
@@ -263,14 +263,14 @@ def json_depth(text):
     return int(np.cumsum(steps).max(initial=0))
 
 
-def loads(text, name, what="JSON file", max_depth=MAX_JSON_DEPTH):
+def loads(text, name, what="JSON file", max_depth=_MAX_JSON_DEPTH):
     """``json.loads`` with a nesting limit, every failure a :class:`ReadError` naming ``name``.
 
     Returns
     -------
     object
     """
-    depth = json_depth(text)
+    depth = _json_depth(text)
     if depth > max_depth:
         raise ReadError(name, f"the {what} nests {depth} levels deep (limit {max_depth}); "
                               "it was not written by this project")
@@ -379,7 +379,7 @@ def atomic_write_json(path, document):
     atomic_write_text(path, dumps(document) + "\n")
 
 
-def read_json(path, what="JSON file", max_bytes=MAX_JSON_BYTES, max_depth=MAX_JSON_DEPTH):
+def read_json(path, what="JSON file", max_bytes=_MAX_JSON_BYTES, max_depth=_MAX_JSON_DEPTH):
     """Read a JSON file, with a ``ValueError`` naming the file when it cannot be used.
 
     UTF-8, or UTF-16/32 with a byte-order mark (a file saved by Windows Notepad); larger

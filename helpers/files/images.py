@@ -9,8 +9,8 @@ caller can skip the file and say why.
 Every decode has a pixel budget, ``MAX_PIXELS``, checked from the header before any
 pixel memory is spent: a JPEG larger than that is decoded at 1/2, 1/4 or 1/8 scale
 (libjpeg's DCT scaling), any other image is refused with a reason that names its size
-(``too many pixels: 13000×13000 (169 megapixels, limit 30)``). Files larger than
-``MAX_FILE_BYTES``, folders, devices and pipes are refused before they are read. Pillow's
+(``too many pixels: 13000×13000 (169 megapixels, limit 30)``). Files over 256 MB
+(``_MAX_FILE_BYTES``), folders, devices and pipes are refused before they are read. Pillow's
 own decompression-bomb check, whose warning names no file, is not the one that fires.
 """
 import contextlib
@@ -37,15 +37,15 @@ FORMATS = ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "AVIF", "PPM", "T
 # Raise it for bigger scans or panoramas: helpers.files.images.MAX_PIXELS = 60_000_000.
 MAX_PIXELS = 30_000_000
 # No image file needs more; a larger one is refused before it is read into memory.
-MAX_FILE_BYTES = 256_000_000
+_MAX_FILE_BYTES = 256_000_000
 # Above this many pixels, an image is shrunk without a float copy, and the input
 # pipeline decodes it with Pillow (one copy of the pixels) rather than TensorFlow (four).
 LARGE_PIXELS = 4_000_000
-JPEG_SCALES = (1, 2, 4, 8)
+_JPEG_SCALES = (1, 2, 4, 8)
 # Huffman-coded JPEG data needs at least about a bit per 8×8 block; a file 4 times smaller
 # than that (above LARGE_PIXELS) is a forged header or cut-off data, which libjpeg would
 # pad with grey without a word.
-JPEG_MIN_BITS_PER_BLOCK = 0.25
+_JPEG_MIN_BITS_PER_BLOCK = 0.25
 
 _EXIF_ORIENTATION = 0x0112
 _FILE_END = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}  # end marker of a complete file
@@ -151,7 +151,7 @@ def decode_scale(size, image_format, target_size=None, max_pixels=None):
     """
     max_pixels = _budget(max_pixels)
     width, height = size
-    scales = JPEG_SCALES if image_format == "JPEG" else (1,)
+    scales = _JPEG_SCALES if image_format == "JPEG" else (1,)
     scale = 1
     if target_size is not None and len(scales) > 1:
         fits = min(width // max(1, target_size[1]), height // max(1, target_size[0]))
@@ -197,7 +197,7 @@ def _check_plausible(image, n_bytes, name):
                                f"{width}×{height} image")
     if image.format == "JPEG" and width * height > LARGE_PIXELS:
         blocks = width * height / 64
-        if n_bytes * 8 < blocks * JPEG_MIN_BITS_PER_BLOCK:
+        if n_bytes * 8 < blocks * _JPEG_MIN_BITS_PER_BLOCK:
             image.close()
             raise ImageError(name, f"truncated or corrupt: {n_bytes:,} bytes of JPEG data cannot "
                                    f"hold the {width}×{height} pixels its header claims")
@@ -210,9 +210,9 @@ def _open(path_or_bytes, name=None):
         size = _file_size(source, name)
         if size == 0:
             raise ImageError(name, "empty file")
-        if size > MAX_FILE_BYTES:
+        if size > _MAX_FILE_BYTES:
             raise ImageError(name, f"file too large ({format_size(size)}, limit "
-                                   f"{format_size(MAX_FILE_BYTES)})")
+                                   f"{format_size(_MAX_FILE_BYTES)})")
         with _PILLOW_LIMIT_LOCK:
             pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
@@ -476,3 +476,24 @@ def _decode(image):
         rgb.close()
     image.close()  # Pillow's copy of the pixels, released before the resize
     return array
+
+
+def read_batches(paths, target_size, batch_size, failed):
+    """Read ``paths`` with ``read_image`` at ``target_size``, ``batch_size`` at a time: yields
+    lists of ``(position in paths, image)``. A path that is None is passed over; one that
+    cannot be read is appended to ``failed`` as ``(position, reason)`` and never stops the
+    others nor costs another image of its batch."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch = []
+    for position, path in enumerate(paths):
+        if path is not None:
+            try:
+                batch.append((position, read_image(path, target_size)))
+            except ImageError as problem:
+                failed.append((position, problem.reason))
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

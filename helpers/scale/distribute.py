@@ -2,7 +2,7 @@
 
 - :func:`mirrored_strategy`: ``MirroredStrategy`` over N local devices (GPUs, or the CPU split
   into N logical devices). Training is then plain ``model.fit``, the model built and compiled
-  under ``strategy.scope()`` (``helpers.app.workflows.train_from_source(strategy=...)``).
+  under ``strategy.scope()`` (``helpers.app.workflows.TrainOptions(strategy=...)``).
 - :func:`multi_worker_strategy` + :func:`fit_multi_worker`: ``MultiWorkerMirroredStrategy``
   from ``TF_CONFIG`` with a custom training loop over the Keras 3 model.
 - :func:`launch_workers`: N worker processes on this machine (loopback ports), for trying
@@ -47,21 +47,13 @@ from helpers.files.fileio import atomic_write_json, atomic_write_text
 # TensorFlow, Keras and the training modules are imported where they are used, so that the
 # launcher (``helpers train --workers N``) starts its workers without loading them first.
 
-CHECKPOINT_PREFIX = "epoch"
+_CHECKPOINT_PREFIX = "epoch"
 
 
 # ----------------------------------------------------------------------------- one machine
-def logical_cpus(n_devices):
-    """Split the CPU into ``n_devices`` logical devices (before TensorFlow initialises them).
-
-    Parameters
-    ----------
-    n_devices : int
-
-    Returns
-    -------
-    list of str: the logical CPU device names.
-    """
+def _logical_cpus(n_devices):
+    """Split the CPU into ``n_devices`` logical devices (before TensorFlow initialises them);
+    return their names."""
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -74,7 +66,7 @@ def logical_cpus(n_devices):
             raise ValueError(
                 f"devices={n_devices}: TensorFlow has already initialised its devices ({have} "
                 "logical CPU); split the CPU first: call helpers.scale.distribute.mirrored_strategy "
-                "(or logical_cpus) before any TensorFlow operation, at the top of a fresh process "
+                "before any TensorFlow operation, at the top of a fresh process "
                 f"or kernel, or run `helpers train SOURCE --devices {n_devices}` ({error})"
             ) from None
     return [device.name for device in tf.config.list_logical_devices("CPU")]
@@ -108,7 +100,7 @@ def mirrored_strategy(devices=None):
     elif gpus:
         raise ValueError(f"devices={devices}: this machine has {len(gpus)} GPUs")
     else:
-        names = logical_cpus(devices)
+        names = _logical_cpus(devices)
     return tf.distribute.MirroredStrategy(devices=names)
 
 
@@ -179,7 +171,7 @@ def worker_place(strategy):
     return len(resolver.cluster_spec().as_dict().get("worker", [])) or 1, int(resolver.task_id)
 
 
-def weights_digest(model):
+def _weights_digest(model):
     """sha256 of a model's weights (equal on every worker of a synchronous run)."""
     digest = hashlib.sha256()
     for weight in model.get_weights():
@@ -262,6 +254,157 @@ def _append_history(out_dir, row):
     atomic_write_text(Path(out_dir) / artefacts.HISTORY_FILE, table.to_csv(index=False))
 
 
+class _Backup:
+    """The per-epoch ``tf.train.Checkpoint`` of the model, its optimizer and the epoch.
+
+    Saving is a collective operation, so every worker saves: the chief into
+    ``out_dir/backup``, the others into a temporary folder that :meth:`close` deletes.
+    Every worker restores the chief's checkpoint.
+    """
+
+    def __init__(self, strategy, network, out_dir):
+        import tensorflow as tf
+
+        from helpers import artefacts
+
+        self.strategy = strategy
+        self.chief = is_chief(strategy)
+        self.folder = Path(out_dir) / artefacts.BACKUP_DIR
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=network, optimizer=network.optimizer,
+                                              epoch=self.epoch)
+        self.own = (str(self.folder) if self.chief else
+                    tempfile.mkdtemp(prefix=f"helpers-worker{worker_place(strategy)[1]}-"))
+        self.manager = None
+
+    def restore(self):
+        """Load the chief's last checkpoint, if any; return the number of finished epochs."""
+        import tensorflow as tf
+
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.own, max_to_keep=1,
+                                                  checkpoint_name=_CHECKPOINT_PREFIX)
+        _all_reduce(self.strategy, [0.0])  # barrier: the chief has cleaned or checked the folder
+        latest = tf.train.latest_checkpoint(str(self.folder))
+        if latest:
+            self.checkpoint.restore(latest).expect_partial()
+        done = int(_all_reduce(self.strategy, [int(self.epoch.numpy())], chief_only=True)[0])
+        self.epoch.assign(done)
+        return done
+
+    def save(self, finished_epochs):
+        """Checkpoint after ``finished_epochs`` epochs (on every worker)."""
+        from helpers import artefacts
+
+        self.epoch.assign(finished_epochs)
+        self.manager.save(checkpoint_number=finished_epochs)
+        if self.chief:
+            atomic_write_json(self.folder / artefacts.DISTRIBUTED_STATE_FILE,
+                              {"epochs": finished_epochs})
+
+    def close(self):
+        if not self.chief:
+            shutil.rmtree(self.own, ignore_errors=True)
+
+
+def _best_so_far(strategy, out_dir, done, monitor, mode):
+    """``(best, wait)`` of ``monitor`` over the chief's history of ``done`` epochs (which it
+    trims to them), sent to every worker; ``(None, 0)`` on a new run."""
+    from helpers import artefacts
+
+    history = artefacts.trim_history(out_dir, done) if is_chief(strategy) else None
+    best, wait = None, 0
+    if done and history is not None and monitor in history and history[monitor].notna().any():
+        column = history[monitor].to_numpy()
+        best_index = int(np.nanargmax(column) if mode == "max" else np.nanargmin(column))
+        best, wait = float(column[best_index]), len(column) - 1 - best_index
+    best, wait = _all_reduce(strategy, [np.nan if best is None else best, wait], chief_only=True)
+    return (None if np.isnan(best) else float(best)), int(wait)
+
+
+def _worker_batches(strategy, train_dataset, batch_size):
+    """An endless iterator over this worker's training batches (``train_dataset`` of
+    :func:`fit_multi_worker` called with this worker's place and per-replica batch)."""
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context: train_dataset(context.num_input_pipelines, context.input_pipeline_id,
+                                      context.get_per_replica_batch_size(batch_size)
+                                      ).repeat())
+    return iter(dataset)
+
+
+def _train_step(strategy, network, loss_fn):
+    """A ``tf.function`` running one synchronous step on every replica; it returns the loss
+    summed over the replicas and each replica's labels and probabilities."""
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+    optimizer = network.optimizer
+
+    @tf.function
+    def train_step(iterator):
+        def step(images, labels):
+            with tf.GradientTape() as tape:
+                probabilities = network(images, training=True)
+                # The mean over this replica's batch, divided by the replicas: the summed
+                # gradients are those of the global batch's mean. Keras 3 losses divide
+                # by the replicas themselves in a replica context (scale_loss_for_distribution);
+                # the model's own losses (regularisers) do not.
+                value = loss_fn(labels, probabilities)
+                if network.losses:
+                    value += tf.add_n(network.losses) / replicas
+            gradients = tape.gradient(value, network.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, network.trainable_variables))
+            return value, labels, probabilities
+
+        value, labels, probabilities = strategy.run(step, args=next(iterator))
+        return strategy.reduce("SUM", value, axis=None), labels, probabilities
+
+    return train_step
+
+
+def _metrics_updater(metrics):
+    """A ``tf.function`` updating ``metrics``, traced once (eager AUC updates retrace every call)."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def update(labels, probabilities):
+        for metric in metrics:
+            metric.update_state(labels, probabilities)
+    return update
+
+
+def _train_epoch(strategy, train_step, iterator, steps, metrics, update_metrics):
+    """Run ``steps`` training steps; return the mean loss (``metrics`` hold this worker's part)."""
+    for metric in metrics:
+        metric.reset_state()
+    total = 0.0
+    for _ in range(steps):
+        value, labels, probabilities = train_step(iterator)
+        total += float(value)
+        for truth, probability in zip(strategy.experimental_local_results(labels),
+                                      strategy.experimental_local_results(probabilities)):
+            update_metrics(truth, probability)
+    return total / steps
+
+
+def _track_best(row, monitor, mode, best, wait, save_best):
+    """The new ``(best, wait)`` after an epoch's ``row``; ``save_best()`` runs when it improved."""
+    if monitor not in row:
+        raise ValueError(f"monitor={monitor!r} is not one of {sorted(row)}")
+    value = row[monitor]
+    if best is None or (value > best if mode == "max" else value < best):
+        save_best()
+        return value, 0
+    return best, wait + 1
+
+
+def _log_epoch(log, epoch, epochs, start, images_per_second, row):
+    shown = " - ".join(f"{key} {row[key]:.4f}" for key in
+                       ("loss", "val_loss", "f1", "val_f1_micro", "val_f1_macro", "val_auc")
+                       if key in row)
+    log(f"epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.1f}s - train "
+        f"{images_per_second:.0f} img/s - {shown}")
+
+
 def fit_multi_worker(
     strategy, network, train_dataset, steps_per_epoch, val_ds, out_dir, epochs, monitor="val_f1_micro",
     patience=10, task="multi_label", loss=None, y_train=None, batch_size=32, log=print,
@@ -313,124 +456,50 @@ def fit_multi_worker(
 
     out_dir = Path(out_dir)
     chief = is_chief(strategy)
-    num_workers, worker_index = worker_place(strategy)
-    replicas = strategy.num_replicas_in_sync
     loss_fn = make_loss(loss, task, y_train)
     n_classes = artefacts.output_units(network)
     train_metrics = task_metrics(task, n_classes)  # outside the scope: plain local variables
     val_metrics = task_metrics(task, n_classes)
-    optimizer = network.optimizer
     mode = "min" if monitor.endswith("loss") else "max"
     _synchronise_batch_norm(network)
 
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoint = tf.train.Checkpoint(model=network, optimizer=optimizer, epoch=epoch_var)
-    backup = out_dir / artefacts.BACKUP_DIR
-    own = str(backup) if chief else tempfile.mkdtemp(prefix=f"helpers-worker{worker_index}-")
+    def save_best():
+        if chief:
+            network.save_weights(str(out_dir / artefacts.CHECKPOINT_FILE))
+
+    backup = _Backup(strategy, network, out_dir)
     try:
-        manager = tf.train.CheckpointManager(checkpoint, own, max_to_keep=1,
-                                             checkpoint_name=CHECKPOINT_PREFIX)
-        _all_reduce(strategy, [0.0])  # barrier: the chief has cleaned or checked the folder
-        latest = tf.train.latest_checkpoint(str(backup))
-        if latest:
-            checkpoint.restore(latest).expect_partial()
-        done = int(_all_reduce(strategy, [int(epoch_var.numpy())], chief_only=True)[0])
-        epoch_var.assign(done)
-        history = artefacts.trim_history(out_dir, done) if chief else None
-        best, wait = None, 0
-        if done and history is not None and monitor in history and history[monitor].notna().any():
-            column = history[monitor].to_numpy()
-            best_index = int(np.nanargmax(column) if mode == "max" else np.nanargmin(column))
-            best, wait = float(column[best_index]), len(column) - 1 - best_index
-        best, wait = _all_reduce(strategy, [np.nan if best is None else best, wait], chief_only=True)
-        best, wait = (None if np.isnan(best) else float(best)), int(wait)
+        done = backup.restore()
+        best, wait = _best_so_far(strategy, out_dir, done, monitor, mode)
         if done:
             log(f"Resuming from epoch {done + 1}/{epochs}: epochs 1-{done} were finished "
-                f"before the interruption ({backup})")
-
-        dataset = strategy.distribute_datasets_from_function(
-            lambda context: train_dataset(context.num_input_pipelines, context.input_pipeline_id,
-                                          context.get_per_replica_batch_size(batch_size)
-                                          ).repeat())
-        iterator = iter(dataset)
-
-        @tf.function
-        def train_step(iterator):
-            def step(images, labels):
-                with tf.GradientTape() as tape:
-                    probabilities = network(images, training=True)
-                    # The mean over this replica's batch, divided by the replicas: the summed
-                    # gradients are those of the global batch's mean. Keras 3 losses divide
-                    # by the replicas themselves in a replica context (scale_loss_for_distribution);
-                    # the model's own losses (regularisers) do not.
-                    value = loss_fn(labels, probabilities)
-                    if network.losses:
-                        value += tf.add_n(network.losses) / replicas
-                gradients = tape.gradient(value, network.trainable_variables)
-                optimizer.apply_gradients(zip(gradients, network.trainable_variables))
-                return value, labels, probabilities
-
-            value, labels, probabilities = strategy.run(step, args=next(iterator))
-            return strategy.reduce("SUM", value, axis=None), labels, probabilities
-
+                f"before the interruption ({backup.folder})")
+        iterator = _worker_batches(strategy, train_dataset, batch_size)
+        train_step = _train_step(strategy, network, loss_fn)
         predict_step = tf.function(lambda images: network(images, training=False))
-
-        def metrics_updater(metrics):  # traced once (eager AUC updates retrace every call)
-            @tf.function(reduce_retracing=True)
-            def update(labels, probabilities):
-                for metric in metrics:
-                    metric.update_state(labels, probabilities)
-            return update
-
-        update_metrics, update_val_metrics = metrics_updater(train_metrics), metrics_updater(val_metrics)
-
+        update_train, update_val = _metrics_updater(train_metrics), _metrics_updater(val_metrics)
         images_per_second = None
         for epoch in range(done, epochs):
-            for metric in train_metrics:
-                metric.reset_state()
-            start, total = time.perf_counter(), 0.0
-            for _ in range(steps_per_epoch):
-                value, labels, probabilities = train_step(iterator)
-                total += float(value)
-                for truth, probability in zip(strategy.experimental_local_results(labels),
-                                              strategy.experimental_local_results(probabilities)):
-                    update_metrics(truth, probability)
-            train_seconds = time.perf_counter() - start
-            images_per_second = steps_per_epoch * batch_size / train_seconds
-            row = {"epoch": epoch, "loss": total / steps_per_epoch}
+            start = time.perf_counter()
+            row = {"epoch": epoch, "loss": _train_epoch(strategy, train_step, iterator, steps_per_epoch,
+                                                        train_metrics, update_train)}
+            images_per_second = steps_per_epoch * batch_size / (time.perf_counter() - start)
             row.update(_metric_results(strategy, train_metrics))
             if val_ds is not None:
-                row.update(_validate(predict_step, val_ds, loss_fn, task, val_metrics, update_val_metrics))
-            row["learning_rate"] = float(optimizer.learning_rate.numpy())
-            if monitor not in row:
-                raise ValueError(f"monitor={monitor!r} is not one of {sorted(row)}")
-            value = row[monitor]
-            improved = best is None or (value > best if mode == "max" else value < best)
-            if improved:
-                best, wait = value, 0
-                if chief:
-                    network.save_weights(str(out_dir / artefacts.CHECKPOINT_FILE))
-            else:
-                wait += 1
+                row.update(_validate(predict_step, val_ds, loss_fn, task, val_metrics, update_val))
+            row["learning_rate"] = float(network.optimizer.learning_rate.numpy())
+            best, wait = _track_best(row, monitor, mode, best, wait, save_best)
             if chief:
                 _append_history(out_dir, row)
-            epoch_var.assign(epoch + 1)
-            manager.save(checkpoint_number=epoch + 1)  # every worker (collective)
-            if chief:
-                atomic_write_json(backup / artefacts.DISTRIBUTED_STATE_FILE, {"epochs": epoch + 1})
-            shown = " - ".join(f"{key} {row[key]:.4f}" for key in
-                               ("loss", "val_loss", "f1", "val_f1_micro", "val_f1_macro", "val_auc")
-                               if key in row)
-            log(f"epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.1f}s - train "
-                f"{images_per_second:.0f} img/s - {shown}")
+            backup.save(epoch + 1)  # every worker (collective)
+            _log_epoch(log, epoch, epochs, start, images_per_second, row)
             # Stop together: a worker leaving the loop alone would wait forever for the others.
             if _all_reduce(strategy, [float(wait >= patience)])[0] > 0:
                 log(f"early stopping: {monitor} has not improved for {patience} epochs")
                 break
     finally:
-        if not chief:
-            shutil.rmtree(own, ignore_errors=True)
-    log(f"final weights sha256 {weights_digest(network)}")
+        backup.close()
+    log(f"final weights sha256 {_weights_digest(network)}")
     return (artefacts.read_history(out_dir) if chief else None), images_per_second
 
 

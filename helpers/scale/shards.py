@@ -15,9 +15,9 @@ Reading thousands of small files costs one open and one seek each, and on remote
   with the header facts as columns (so ``helpers.scan.scan`` summarises it without reading a
   byte of the shards) and each image's place (``shard_file``, ``record``, ``record_id``).
 - :func:`dataset_from_shards` reads such a DataFrame (or any subset of its rows, a split)
-  back as ``helpers.pipeline.dataset_from_dataframe`` reads files: the same decoders,
-  resizing, cache, shuffling, batching and augmentation, after a parallel interleave of the
-  shards, optionally only this worker's share of the files.
+  back as ``helpers.pipeline.dataset_from_dataframe`` reads files: the same decoders
+  (``helpers.files.decode``) and batching (``helpers.pipeline.batch_dataset``), after a
+  parallel interleave of the shards, optionally only this worker's share of the files.
 
 A shard folder::
 
@@ -37,14 +37,15 @@ import json
 import numbers
 import os
 import threading
+import types
 import uuid
 
 import numpy as np
 import pandas as pd
 
 from helpers import __version__, progress_bar, warn
-from helpers.files import images
 from helpers.data import load_dataset
+from helpers.files import images
 from helpers.files.fileio import atomic_write_text, dumps
 from helpers.labels import LabelVocabulary, to_label_lists
 
@@ -53,19 +54,19 @@ MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "images.csv"
 PARTS_DIR = ".parts"
 FORMAT = "helpers-image-shards"
-FORMAT_VERSION = 1
+_FORMAT_VERSION = 1
 # The TensorFlow guide's advice: files of 100 MB or more, and at least 10x as many files as
 # hosts reading them. Without --shard-size-mb, a small dataset still gets MIN_SHARDS shards.
 DEFAULT_SHARD_MB = 100
 MIN_SHARDS = 16
-DEFAULT_CYCLE_LENGTH = 8
+_DEFAULT_CYCLE_LENGTH = 8
 # Read buffer per open shard: memory is bounded by it times the files read at once.
-READ_BUFFER_BYTES = 1 << 20
-PARSE_BATCH = 64
+_READ_BUFFER_BYTES = 1 << 20
+_PARSE_BATCH = 64
 # The columns a shard folder's DataFrame has besides those of its source.
-FACT_COLUMNS = ("width", "height", "mode", "format", "orientation", "complete", "bytes")
-PLACE_COLUMNS = ("shard_file", "record", "record_id")
-VERIFY = ("size", "sha256")
+_FACT_COLUMNS = ("width", "height", "mode", "format", "orientation", "complete", "bytes")
+_PLACE_COLUMNS = ("shard_file", "record", "record_id")
+_VERIFY = ("size", "sha256")
 
 _SHARD_PATTERN = "shard-?????-of-?????.tfrecord"
 _HASH_CHUNK = 8 << 20
@@ -165,23 +166,11 @@ def is_shard_folder(path):
 
 def is_shard_frame(dataframe):
     """True when a DataFrame came from :func:`load_shards` (its rows name their shard)."""
-    return isinstance(dataframe, pd.DataFrame) and all(c in dataframe.columns for c in PLACE_COLUMNS)
+    return isinstance(dataframe, pd.DataFrame) and all(c in dataframe.columns for c in _PLACE_COLUMNS)
 
 
-def read_manifest(directory, complete=True):
-    """Read and check a shard folder's ``manifest.json``.
-
-    Parameters
-    ----------
-    directory : str or os.PathLike
-    complete : bool, default True
-        Refuse a manifest of a run that has not finished (``ValueError`` saying to rerun
-        ``helpers shard``).
-
-    Returns
-    -------
-    dict
-    """
+def _read_manifest(directory, complete=True):
+    """Read and check a shard folder's ``manifest.json``; with ``complete``, refuse an unfinished run's."""
     path = _join(directory, MANIFEST_FILE)
     try:
         manifest = json.loads(_read_text(path, "shard manifest"))
@@ -189,10 +178,10 @@ def read_manifest(directory, complete=True):
         raise ValueError(f"{path}: the shard manifest is not valid JSON ({error})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not a manifest written by helpers.scale.shards (no \"format\": \"{FORMAT}\")")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") != _FORMAT_VERSION:
         raise ValueError(
             f"{path}: format_version {manifest.get('format_version')!r}, this version of helpers "
-            f"reads {FORMAT_VERSION}; write the shards again with `helpers shard`")
+            f"reads {_FORMAT_VERSION}; write the shards again with `helpers shard`")
     if complete and not manifest.get("complete"):
         written = manifest.get("written_with") or {}
         done = sum(1 for shard in manifest.get("shards", []) if shard.get("sha256"))
@@ -233,7 +222,7 @@ def load_shards(directory):
         ``manifest``.
     """
     directory = os.fspath(directory)
-    manifest = read_manifest(directory)
+    manifest = _read_manifest(directory)
     index = manifest.get("index") or {}
     path = _join(directory, index.get("file", INDEX_FILE))
     text = _read_text(path, "shard index")
@@ -242,7 +231,7 @@ def load_shards(directory):
                          + _repair_hint(manifest, directory))
     frame = pd.read_csv(io.StringIO(text), dtype={"filename": str, "labels": str, "shard": str,
                                                   "mode": str, "format": str})
-    missing = [c for c in ("record_id", "source_row", "shard", "record", "filename", "labels", *FACT_COLUMNS)
+    missing = [c for c in ("record_id", "source_row", "shard", "record", "filename", "labels", *_FACT_COLUMNS)
                if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: no column(s) {missing}; " + _repair_hint(manifest, directory))
@@ -317,7 +306,7 @@ def _plan(dataframe, shard_size_mb, seed):
     names = _relative_names(paths, dataframe.attrs.get("directory"))
     labels = to_label_lists(dataframe["labels"])
     extra = [c for c in dataframe.columns
-             if c not in ("filename", "labels", *FACT_COLUMNS, *PLACE_COLUMNS, "shard", "source_row")]
+             if c not in ("filename", "labels", *_FACT_COLUMNS, *_PLACE_COLUMNS, "shard", "source_row")]
     shards, start = [], 0
     for shard, rows in enumerate(np.array_split(order, n_shards)):
         items = [{"record_id": start + offset, "source_row": int(row), "path": paths[row], "filename": names[row],
@@ -327,7 +316,7 @@ def _plan(dataframe, shard_size_mb, seed):
         start += len(items)
         # What the shard must hold: a rerun keeps a finished shard only if this is unchanged.
         key = [[i["record_id"], i["source_row"], i["filename"], i["labels"], i["size"], i["mtime"]] for i in items]
-        digest = hashlib.sha256(json.dumps([FORMAT_VERSION, key], default=str).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps([_FORMAT_VERSION, key], default=str).encode()).hexdigest()
         shards.append({"file": _shard_name(shard, n_shards), "items": items, "inputs_sha256": digest})
     return shards, total, extra
 
@@ -447,12 +436,80 @@ def _remove_leftovers(out_dir, plan, log):
         log(f"removed {removed} shards of an earlier run with other inputs or settings")
 
 
-def _check_shard_size(shard_size_mb):
+def _check_source(dataframe, shard_size_mb):
+    """Refuse what cannot be packed; return ``shard_size_mb`` as a float (or None)."""
+    if is_shard_frame(dataframe):
+        raise ValueError("write_shards: this DataFrame already comes from a shard folder")
+    if not isinstance(dataframe, pd.DataFrame) or "filename" not in dataframe or "labels" not in dataframe:
+        raise ValueError("write_shards: expected a DataFrame with 'filename' and 'labels' columns "
+                         "(from helpers.data.load_dataset)")
+    if len(dataframe) == 0:
+        raise ValueError("write_shards: the DataFrame has no rows")
     if shard_size_mb is None:
         return None
     if isinstance(shard_size_mb, bool) or not isinstance(shard_size_mb, numbers.Real) or not shard_size_mb > 0:
         raise ValueError(f"shard_size_mb: expected a positive number of megabytes, got {shard_size_mb!r}")
     return float(shard_size_mb)
+
+
+def _kept_parts(out_dir, plan, base, pool_size):
+    """The finished, intact shards of an earlier run; while others remain, a manifest saying so."""
+    with concurrent.futures.ThreadPoolExecutor(pool_size) as pool:
+        kept = list(pool.map(lambda shard: _finished_part(out_dir, shard), plan))
+    parts = {part["file"]: part for part in kept if part is not None}
+    if len(parts) < len(plan):
+        # Until the last shard is in place, the folder says it is unfinished.
+        _write_text(_join(out_dir, MANIFEST_FILE), dumps({
+            **base, "complete": False,
+            "shards": [{"file": s["file"], **({k: parts[s["file"]][k] for k in ("n_images", "bytes", "sha256")}
+                                              if s["file"] in parts else {})} for s in plan],
+        }) + "\n")
+    return parts
+
+
+def _write_missing(out_dir, todo, parts, pool_size, progress):
+    """Write the shards of ``todo`` in parallel threads, adding each finished one to ``parts``."""
+    lock, stop = threading.Lock(), threading.Event()
+    n_todo = sum(len(shard["items"]) for shard in todo)
+    with progress_bar(total=n_todo, desc=f"shards → {out_dir}", unit="img", disable=not progress or not todo) as bar:
+        def advance():
+            with lock:
+                bar.update()
+
+        with concurrent.futures.ThreadPoolExecutor(pool_size) as pool:
+            futures = [pool.submit(_write_one, out_dir, shard, stop, advance) for shard in todo]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    part = future.result()
+                    parts[part["file"]] = part
+            except BaseException:  # Ctrl-C or a failure: running shards stop at their next image
+                stop.set()
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+def _write_index_and_manifest(out_dir, base, ordered, extra, skipped):
+    """Write ``images.csv`` and then the complete ``manifest.json``; return the manifest."""
+    frame = pd.DataFrame([row for part in ordered for row in part["images"]],
+                         columns=["record_id", "source_row", "shard", "record", "filename", "labels",
+                                  *_FACT_COLUMNS, *extra])
+    index_text = frame.to_csv(index=False)
+    _write_text(_join(out_dir, INDEX_FILE), index_text)
+    label_lists = [json.loads(text) for text in frame["labels"]]
+    manifest = {
+        **base, "complete": True,
+        "classes": LabelVocabulary.from_labels(label_lists).classes,
+        "n_images": int(len(frame)), "n_shards": len(ordered),
+        "bytes": int(sum(part["bytes"] for part in ordered)),
+        "shards": [{key: part[key] for key in ("file", "n_images", "bytes", "sha256", "inputs_sha256")}
+                   for part in ordered],
+        "index": {"file": INDEX_FILE, "n_images": int(len(frame)),
+                  "sha256": hashlib.sha256(index_text.encode("utf-8")).hexdigest()},
+        "skipped": skipped,
+    }
+    _write_text(_join(out_dir, MANIFEST_FILE), dumps(manifest) + "\n")
+    return manifest
 
 
 def write_shards(dataframe, out_dir, shard_size_mb=None, seed=0, workers=None, progress=True,
@@ -492,78 +549,27 @@ def write_shards(dataframe, out_dir, shard_size_mb=None, seed=0, workers=None, p
     import tensorflow as tf
 
     log = log or (lambda line: None)
-    if is_shard_frame(dataframe):
-        raise ValueError("write_shards: this DataFrame already comes from a shard folder")
-    if not isinstance(dataframe, pd.DataFrame) or "filename" not in dataframe or "labels" not in dataframe:
-        raise ValueError("write_shards: expected a DataFrame with 'filename' and 'labels' columns "
-                         "(from helpers.data.load_dataset)")
-    if len(dataframe) == 0:
-        raise ValueError("write_shards: the DataFrame has no rows")
-    shard_size_mb = _check_shard_size(shard_size_mb)
+    shard_size_mb = _check_source(dataframe, shard_size_mb)
     out_dir = os.fspath(out_dir)
-    gfile = tf.io.gfile
-    gfile.makedirs(_join(out_dir, PARTS_DIR))
+    tf.io.gfile.makedirs(_join(out_dir, PARTS_DIR))
     plan, total_bytes, extra = _plan(dataframe, shard_size_mb, seed)
     settings = {"shard_size_mb": shard_size_mb, "seed": seed, "helpers": __version__,
                 "tensorflow": tf.__version__, **(written_with or {})}
-    base = {"format": FORMAT, "format_version": FORMAT_VERSION, "written_with": settings}
+    base = {"format": FORMAT, "format_version": _FORMAT_VERSION, "written_with": settings}
     _remove_leftovers(out_dir, plan, log)
 
     pool_size = workers or os.cpu_count() or 1
-    with concurrent.futures.ThreadPoolExecutor(pool_size) as pool:
-        kept = list(pool.map(lambda shard: _finished_part(out_dir, shard), plan))
-    todo = [shard for shard, part in zip(plan, kept) if part is None]
-    parts = {part["file"]: part for part in kept if part is not None}
-    if todo:
-        # Until the last shard is in place, the folder says it is unfinished.
-        _write_text(_join(out_dir, MANIFEST_FILE), dumps({
-            **base, "complete": False,
-            "shards": [{"file": s["file"], **({k: parts[s["file"]][k] for k in ("n_images", "bytes", "sha256")}
-                                              if s["file"] in parts else {})} for s in plan],
-        }) + "\n")
+    parts = _kept_parts(out_dir, plan, base, pool_size)
+    todo = [shard for shard in plan if shard["file"] not in parts]
     log(f"{len(dataframe)} images ({total_bytes / 2**20:,.1f} MB) in {len(plan)} shards: "
         f"{len(parts)} already written and intact, {len(todo)} to write")
-
-    lock, stop = threading.Lock(), threading.Event()
-    n_todo = sum(len(shard["items"]) for shard in todo)
-    with progress_bar(total=n_todo, desc=f"shards → {out_dir}", unit="img", disable=not progress or not todo) as bar:
-        def advance():
-            with lock:
-                bar.update()
-
-        with concurrent.futures.ThreadPoolExecutor(pool_size) as pool:
-            futures = [pool.submit(_write_one, out_dir, shard, stop, advance) for shard in todo]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    part = future.result()
-                    parts[part["file"]] = part
-            except BaseException:  # Ctrl-C or a failure: running shards stop at their next image
-                stop.set()
-                for future in futures:
-                    future.cancel()
-                raise
+    _write_missing(out_dir, todo, parts, pool_size, progress)
 
     ordered = [parts[shard["file"]] for shard in plan]
-    frame = pd.DataFrame([row for part in ordered for row in part["images"]],
-                         columns=["record_id", "source_row", "shard", "record", "filename", "labels",
-                                  *FACT_COLUMNS, *extra])
-    index_text = frame.to_csv(index=False)
-    _write_text(_join(out_dir, INDEX_FILE), index_text)
-    skipped = list(dataframe.attrs.get("skipped", [])) + [item for part in ordered for item in part["skipped"]]
-    label_lists = [json.loads(text) for text in frame["labels"]]
-    manifest = {
-        **base, "complete": True,
-        "classes": LabelVocabulary.from_labels(label_lists).classes,
-        "n_images": int(len(frame)), "n_shards": len(ordered),
-        "bytes": int(sum(part["bytes"] for part in ordered)),
-        "shards": [{key: part[key] for key in ("file", "n_images", "bytes", "sha256", "inputs_sha256")}
-                   for part in ordered],
-        "index": {"file": INDEX_FILE, "n_images": int(len(frame)),
-                  "sha256": hashlib.sha256(index_text.encode("utf-8")).hexdigest()},
-        "skipped": skipped,
-    }
-    _write_text(_join(out_dir, MANIFEST_FILE), dumps(manifest) + "\n")
-    for item in skipped[len(dataframe.attrs.get("skipped", [])):]:
+    earlier = list(dataframe.attrs.get("skipped", []))
+    skipped = earlier + [item for part in ordered for item in part["skipped"]]
+    manifest = _write_index_and_manifest(out_dir, base, ordered, extra, skipped)
+    for item in skipped[len(earlier):]:
         warn(f"skipped {item['path']}: {item['reason']}")
     log(f"wrote {len(todo)} shards, kept {len(parts) - len(todo)}: {manifest['n_images']} images, "
         f"{manifest['bytes'] / 2**20:,.1f} MB in {len(ordered)} shards"
@@ -580,7 +586,7 @@ def _manifests_of(files):
     for path in files:
         directory = os.path.dirname(path)
         if directory not in manifests:
-            manifests[directory] = read_manifest(directory)
+            manifests[directory] = _read_manifest(directory)
         found = {s["file"]: s for s in manifests[directory]["shards"]}.get(os.path.basename(path))
         if found is None:
             raise ValueError(f"{path}: not a shard listed in {_join(directory, MANIFEST_FILE)}")
@@ -588,26 +594,11 @@ def _manifests_of(files):
     return manifests, entries
 
 
-def shard_problems(files, verify="sha256", workers=None):
-    """Check shard files against their manifest; return what is wrong with each bad one.
-
-    Parameters
-    ----------
-    files : list of str
-        Shard paths (``shard_file`` of a :func:`load_shards` DataFrame).
-    verify : {"size", "sha256"}
-        ``"size"`` compares sizes only (cheap: finds a truncated copy); ``"sha256"`` also
-        hashes every file (reads it all: finds flipped bytes too).
-    workers : int, optional
-        Files hashed at once.
-
-    Returns
-    -------
-    list of dict
-        ``{"path", "reason"}`` per damaged or missing file; empty when all are intact.
-    """
-    if verify not in VERIFY:
-        raise ValueError(f"verify: expected one of {VERIFY}, got {verify!r}")
+def _shard_problems(files, verify="sha256", workers=None):
+    """``{"path", "reason"}`` of each file that is missing or differs from its manifest entry
+    (``verify`` as for :func:`check_shards`); ``workers`` files are hashed at once."""
+    if verify not in _VERIFY:
+        raise ValueError(f"verify: expected one of {_VERIFY}, got {verify!r}")
     _, entries = _manifests_of(files)
 
     def check(path):
@@ -627,16 +618,19 @@ def shard_problems(files, verify="sha256", workers=None):
 
 
 def check_shards(files, verify="sha256"):
-    """Raise a ``ValueError`` naming every damaged or missing shard (see :func:`shard_problems`).
+    """Check shard files against their manifest; raise a ``ValueError`` naming every damaged or missing one.
 
-    A damaged shard is refused rather than skipped: training on part of the data without
-    saying so would change the dataset behind the user's back. Nothing is deleted; rerun
-    ``helpers shard`` to rewrite what is broken.
+    ``files`` are shard paths (``shard_file`` of a :func:`load_shards` DataFrame). ``verify``:
+    ``"size"`` compares sizes only (cheap: finds a truncated copy); ``"sha256"`` also hashes
+    every file (reads it all: finds flipped bytes too). A damaged shard is refused rather than
+    skipped: training on part of the data without saying so would change the dataset behind
+    the user's back. Nothing is deleted; rerun ``helpers shard`` to rewrite what is broken.
+    Returns the sorted files.
     """
     files = sorted(set(files))
-    problems = shard_problems(files, verify=verify)
+    problems = _shard_problems(files, verify=verify)
     if problems:
-        manifest = read_manifest(os.path.dirname(problems[0]["path"]))
+        manifest = _read_manifest(os.path.dirname(problems[0]["path"]))
         listing = "\n".join(f"  {item['path']}: {item['reason']}" for item in problems)
         raise ValueError(f"{len(problems)} of {len(files)} shards are damaged:\n{listing}\n"
                          + _repair_hint(manifest, os.path.dirname(problems[0]["path"])))
@@ -687,167 +681,192 @@ def worker_shares(dataframe, num_workers):
     return shares
 
 
-def dataset_from_shards(
-    dataframe,
-    y_col="labels",
-    classes=None,
-    class_mode="multi_hot",
-    target_size=(64, 64),
-    batch_size=32,
-    shuffle=True,
-    seed=None,
-    augment=None,
-    cache=False,
-    on_error="skip",
-    shuffle_buffer_size=1024,
-    num_workers=1,
-    worker_index=0,
-    deterministic=None,
-    cycle_length=None,
-    verify="size",
-):
-    """Stream the images of a shard folder (or of some of its rows) as batched ``tf.data``.
+# What dataset_from_shards takes besides its named arguments, with the defaults.
+_READ_OPTIONS = {"y_col": "labels", "classes": None, "class_mode": "multi_hot", "augment": None,
+                 "on_error": "skip", "shuffle_buffer_size": 1024, "deterministic": None,
+                 "cycle_length": None, "verify": "size"}
 
-    ``from_tensor_slices(shard files)`` → ``.shard(num_workers, worker_index)`` (whole files
-    per worker) → shuffle the files → ``interleave(TFRecordDataset, cycle_length, parallel)``
-    → parse (64 records at a time) and keep the rows of ``dataframe`` → shuffle the records → decode, cache, batch, scale to
-    [0, 1], augment and prefetch exactly as ``helpers.pipeline.dataset_from_dataframe`` does
-    (the same functions).
 
-    Parameters
-    ----------
-    dataframe : pandas.DataFrame or str
-        From :func:`load_shards`, or any subset of its rows (e.g. a split); or a shard folder.
-    y_col, classes, class_mode, target_size, batch_size, shuffle, seed, augment, cache, on_error, shuffle_buffer_size
-        As for ``helpers.pipeline.dataset_from_dataframe``. ``shuffle_buffer_size`` is also
-        the buffer of encoded records shuffled after the interleave.
-    num_workers, worker_index : int
-        Read only the shard files ``worker_index, worker_index + num_workers, ...`` of those
-        holding the rows (``Dataset.shard`` at file level, before any shuffle). There must be
-        at least as many files as workers.
-    deterministic : bool, optional
-        Yield elements in a fixed order (interleave and maps wait for the slowest file).
-        Default: ``not shuffle``, so evaluation is deterministic and training takes
-        whatever file is ready first.
-    cycle_length : int, optional
-        Shard files read at once (default ``min(8, number of files)``).
-    verify : {"size", "sha256"}
-        Check the files against the manifest first (see :func:`shard_problems`); a damaged
-        file raises a ``ValueError`` naming it.
-
-    Returns
-    -------
-    tf.data.Dataset
-        As ``dataset_from_dataframe``: batches of ``(images, labels)`` and the attributes
-        ``class_names``, ``vocabulary``, ``file_paths`` (in the order of ``dataframe``'s
-        rows), ``for_prediction`` (batches of ``(images, labels, rows)``, each image once,
-        ``rows`` indexing ``file_paths``: what ``helpers.predict.predict_rows`` reads) and
-        ``skipped`` (always empty: images were checked when packed); plus ``shard_files``
-        (the files this worker reads) and ``n_images``. ``len(dataset)`` is the number of
-        batches.
-    """
-    import tensorflow as tf
-
-    from helpers import pipeline
-
-    if isinstance(dataframe, (str, os.PathLike)):
-        dataframe = load_shards(dataframe)
-    if not is_shard_frame(dataframe):
-        raise ValueError(f"dataframe: expected rows of a shard folder (columns {list(PLACE_COLUMNS)}, "
-                         f"from helpers.scale.shards.load_shards); got columns {list(getattr(dataframe, 'columns', []))}")
-    pipeline._check_arguments(dataframe, "filename", y_col, class_mode, batch_size, shuffle_buffer_size,
-                              cache, on_error)
-    target_size = pipeline._check_target_size(target_size)
+def _read_options(options):
+    """``options`` over the defaults of ``_READ_OPTIONS``; a ``TypeError`` for a name it lacks."""
+    unknown = sorted(set(options) - set(_READ_OPTIONS))
+    if unknown:
+        raise TypeError(f"dataset_from_shards() got unexpected keyword argument(s) {unknown}")
+    options = types.SimpleNamespace(**{**_READ_OPTIONS, **options})
+    cycle_length = options.cycle_length
     if cycle_length is not None and (isinstance(cycle_length, bool) or not isinstance(cycle_length, numbers.Integral)
                                      or cycle_length < 1):
         raise ValueError(f"cycle_length: expected a positive integer, got {cycle_length!r}")
+    return options
+
+
+def _shard_rows(dataframe):
+    """The rows of a shard folder to read (a folder is loaded); each record named once."""
+    if isinstance(dataframe, (str, os.PathLike)):
+        dataframe = load_shards(dataframe)
+    if not is_shard_frame(dataframe):
+        raise ValueError(f"dataframe: expected rows of a shard folder (columns {list(_PLACE_COLUMNS)}, "
+                         f"from helpers.scale.shards.load_shards); got columns {list(getattr(dataframe, 'columns', []))}")
     if dataframe["record_id"].duplicated().any():
         raise ValueError("dataframe: some rows name the same record twice; each record is read once "
                          "per epoch (write the shards of a repeated DataFrame instead)")
-    augmenter, augment_params = pipeline._augmenter(augment)
-    vocabulary, labels = pipeline._labels(dataframe, y_col, classes, class_mode)
+    return dataframe
 
-    files = sorted(set(dataframe["shard_file"]))
-    _check_workers(num_workers, worker_index, len(files))
-    mine = worker_shares(dataframe, num_workers)[worker_index]["files"]
-    check_shards(mine, verify=verify)
-    keep = dataframe["shard_file"].isin(set(mine)).to_numpy()
-    rows = dataframe[keep]
-    if labels is not None:
-        labels = labels[keep]
-    roads = np.array([
-        pipeline.choose_road({"width": w, "height": h, "mode": m, "format": f, "orientation": o},
-                             target_size, bool(c))
-        for w, h, m, f, o, c in zip(rows["width"], rows["height"], rows["mode"], rows["format"],
-                                    rows["orientation"], rows["complete"])
-    ], dtype=np.int32)
-    used_roads, road_indices = np.unique(roads, return_inverse=True)
-    deterministic = (not shuffle) if deterministic is None else bool(deterministic)
-    cycle_length = min(cycle_length or DEFAULT_CYCLE_LENGTH, len(mine))
-    n_images = len(rows)
 
-    positions = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(rows["record_id"].to_numpy(np.int64),
-                                            np.arange(n_images, dtype=np.int64)),
-        default_value=-1)
-    road_of = tf.constant(road_indices.astype(np.int32))
-    name_of = tf.constant(rows["filename"].astype(str).to_numpy())
-    label_of = None if labels is None else tf.constant(labels)
-    decode = pipeline.make_decoder(target_size, used_roads)
-    features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
-                "image/record_id": tf.io.FixedLenFeature([], tf.int64)}
-
-    def parse(records):
-        # A batch of records at a time (vectorised parsing), keeping those of ``dataframe``.
-        example = tf.io.parse_example(records, features)
-        position = positions.lookup(example["image/record_id"])
-        kept = position >= 0
-        return tf.boolean_mask(example["image/encoded"], kept), tf.boolean_mask(position, kept)
-
-    def load(encoded, position):
-        image, ok = decode(encoded, road_of[position], name_of[position])
-        return (image, ok, position) + (() if label_of is None else (label_of[position],))
+def _records(files, num_workers, worker_index, shuffle, seed, cycle_length, deterministic):
+    """The serialized records of this worker's shard files, several files read at once."""
+    import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if num_workers > 1:
         dataset = dataset.shard(num_workers, worker_index)
     if shuffle:
-        dataset = dataset.shuffle(len(mine), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
+        dataset = dataset.shuffle(len(files[worker_index::num_workers]), seed=seed, reshuffle_each_iteration=True)
+    return dataset.interleave(
+        lambda path: tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES),
         cycle_length=cycle_length, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.batch(PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                                             deterministic=deterministic).unbatch()
-    if shuffle:
-        dataset = dataset.shuffle(min(n_images, shuffle_buffer_size), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    if on_error == "skip":
-        # A record that fails (a shard damaged after the check: DataLossError) or an image
-        # that fails while decoding is dropped alone, as loose files are.
-        dataset = dataset.ignore_errors()
-    names = rows["filename"].astype(str).tolist()
-    cache_file = None if isinstance(cache, bool) else pipeline._cache_file(cache, names, target_size, labels)
-    dataset = pipeline._cached(dataset, cache, cache_file, shuffle, seed, shuffle_buffer_size, n_images)
-    batching = dict(
-        n_images=n_images, batch_size=batch_size, target_size=target_size, augmenter=augmenter,
-        augment_params=augment_params, seed=seed,
-        may_fail=on_error == "skip" and bool((roads == pipeline._PILLOW).any()),
-        skip_errors=on_error == "skip",
-    )
-    for_prediction = pipeline._batched(dataset, **batching, with_rows=True)
-    dataset = pipeline._batched(dataset, **batching)
+
+
+def _kept_records(records, record_ids, deterministic):
+    """``(encoded image, position)`` of the records whose ``record_id`` is in ``record_ids``.
+
+    Records are parsed ``_PARSE_BATCH`` at a time (vectorised); ``position`` is the index in
+    ``record_ids``.
+    """
+    import tensorflow as tf
+
+    positions = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(record_ids, np.arange(len(record_ids), dtype=np.int64)),
+        default_value=-1)
+    features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+                "image/record_id": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(serialized):
+        example = tf.io.parse_example(serialized, features)
+        position = positions.lookup(example["image/record_id"])
+        kept = position >= 0
+        return tf.boolean_mask(example["image/encoded"], kept), tf.boolean_mask(position, kept)
+
+    return records.batch(_PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                           deterministic=deterministic).unbatch()
+
+
+def _decoded(records, rows, labels, target_size, warned, deterministic):
+    """``(uint8 image, ok, position, *label)`` of each kept record, by the decoders of loose files."""
+    import tensorflow as tf
+
+    from helpers.files import decode
+
+    roads = np.array([
+        decode.choose_road({"width": w, "height": h, "mode": m, "format": f, "orientation": o}, target_size, bool(c))
+        for w, h, m, f, o, c in zip(rows["width"], rows["height"], rows["mode"], rows["format"],
+                                    rows["orientation"], rows["complete"])
+    ], dtype=np.int32)
+    used_roads, road_indices = np.unique(roads, return_inverse=True)
+    road_of = tf.constant(road_indices.astype(np.int32))
+    name_of = tf.constant(rows["filename"].astype(str).to_numpy())
+    label_of = None if labels is None else tf.constant(labels)
+    decode_image = decode.make_decoder(target_size, used_roads, warned)
+
+    def load(encoded, position):
+        image, ok = decode_image(encoded, road_of[position], name_of[position])
+        return (image, ok, position) + (() if label_of is None else (label_of[position],))
+
+    return records.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def _with_options(dataset, deterministic, num_workers):
+    """``dataset`` and its prediction variant with the reading order, unsharded by tf.distribute."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.deterministic = deterministic
     if num_workers > 1:  # sharded here already: tf.distribute must not shard again
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    for_prediction = dataset.for_prediction.with_options(options)
     dataset = dataset.with_options(options)
-    dataset.for_prediction = for_prediction.with_options(options)
+    dataset.for_prediction = for_prediction
+    return dataset
+
+
+def dataset_from_shards(dataframe, target_size=(64, 64), batch_size=32, shuffle=True, seed=None, cache=False,
+                        num_workers=1, worker_index=0, **options):
+    """Stream the images of a shard folder (or of some of its rows) as batched ``tf.data``.
+
+    ``from_tensor_slices(shard files)`` → ``.shard(num_workers, worker_index)`` (whole files
+    per worker) → shuffle the files → ``interleave(TFRecordDataset, cycle_length, parallel)``
+    → parse (64 records at a time) and keep the rows of ``dataframe`` → shuffle the records →
+    decode, then ``helpers.pipeline.batch_dataset``: the decoders and batching of loose files.
+
+    Parameters
+    ----------
+    dataframe : pandas.DataFrame or str
+        From :func:`load_shards`, or any subset of its rows (e.g. a split); or a shard folder.
+    target_size, batch_size, shuffle, seed, cache
+        As for ``helpers.pipeline.dataset_from_dataframe``.
+    num_workers, worker_index : int
+        Read only the shard files ``worker_index, worker_index + num_workers, ...`` of those
+        holding the rows (``Dataset.shard`` at file level, before any shuffle). There must be
+        at least as many files as workers.
+    **options
+        ``y_col``, ``classes``, ``class_mode``, ``augment``, ``on_error`` and
+        ``shuffle_buffer_size`` as for ``dataset_from_dataframe`` (the shuffle buffer is also
+        that of the encoded records after the interleave), and:
+
+        - ``deterministic`` (bool): yield elements in a fixed order (interleave and maps wait
+          for the slowest file). Default ``not shuffle``: evaluation is deterministic, and
+          training takes whatever file is ready first.
+        - ``cycle_length`` (int): shard files read at once (default ``min(8, files)``).
+        - ``verify`` (``"size"`` or ``"sha256"``, default ``"size"``): check the files against
+          the manifest first (see :func:`check_shards`).
+
+    Returns
+    -------
+    tf.data.Dataset
+        As ``dataset_from_dataframe`` (``file_paths`` in the order of ``dataframe``'s rows;
+        ``skipped`` always empty: images were checked when packed), plus ``shard_files`` (the
+        files this worker reads) and ``n_images``.
+    """
+    from helpers import pipeline
+
+    options = _read_options(options)
+    rows = _shard_rows(dataframe)
+    columns = ["filename"] + ([options.y_col] if options.class_mode is not None else [])
+    target_size = pipeline.check_arguments(
+        rows, columns, class_mode=options.class_mode, target_size=target_size, batch_size=batch_size,
+        shuffle_buffer_size=options.shuffle_buffer_size, cache=cache, on_error=options.on_error,
+        augment=options.augment)
+    vocabulary, labels = pipeline.encode_labels(rows, options.y_col, options.classes, options.class_mode)
+
+    files = sorted(set(rows["shard_file"]))
+    _check_workers(num_workers, worker_index, len(files))
+    mine = worker_shares(rows, num_workers)[worker_index]["files"]
+    check_shards(mine, verify=options.verify)
+    keep = rows["shard_file"].isin(set(mine)).to_numpy()
+    rows, labels = rows[keep], None if labels is None else labels[keep]
+
+    deterministic = (not shuffle) if options.deterministic is None else bool(options.deterministic)
+    cycle_length = min(options.cycle_length or _DEFAULT_CYCLE_LENGTH, len(mine))
+    records = _records(files, num_workers, worker_index, shuffle, seed, cycle_length, deterministic)
+    records = _kept_records(records, rows["record_id"].to_numpy(np.int64), deterministic)
+    if shuffle:
+        records = records.shuffle(min(len(rows), options.shuffle_buffer_size), seed=seed,
+                                  reshuffle_each_iteration=True)
+    warned = set()
+    decoded = _decoded(records, rows, labels, target_size, warned, deterministic)
+    names = rows["filename"].astype(str).tolist()
+    dataset = pipeline.batch_dataset(decoded, len(rows), batch_size, shuffle, seed, options.augment,
+                                     pipeline.cache_path(cache, names, target_size, labels),
+                                     options.on_error, options.shuffle_buffer_size)
+    dataset = _with_options(dataset, deterministic, num_workers)
     dataset.class_names = None if vocabulary is None else list(vocabulary.classes)
     dataset.vocabulary = vocabulary
     dataset.file_paths = names
     dataset.skipped = []
+    dataset.target_size = target_size
+    dataset.warned = warned
     dataset.shard_files = list(mine)
-    dataset.n_images = n_images
+    dataset.n_images = len(rows)
     return dataset
 
 
@@ -897,7 +916,7 @@ def audit_shards(dataframe, progress=True):
     if not is_shard_frame(dataframe):
         raise ValueError("audit_shards: expected rows of a shard folder (from helpers.scale.shards.load_shards)")
     files = sorted(set(dataframe["shard_file"]))
-    problems = {item["path"]: item["reason"] for item in shard_problems(files, verify="sha256")}
+    problems = {item["path"]: item["reason"] for item in _shard_problems(files, verify="sha256")}
     wanted = {(f, int(r)): i for i, (f, r) in enumerate(zip(dataframe["shard_file"], dataframe["record"]))}
     records = [None] * len(dataframe)
     features = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
@@ -905,7 +924,7 @@ def audit_shards(dataframe, progress=True):
         for path in files:
             position = 0
             try:
-                for serialized in tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES):
+                for serialized in tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES):
                     row = wanted.get((path, position))
                     position += 1
                     if row is None:
