@@ -29,6 +29,10 @@ def exported(tmp_path_factory):
                                             ((25, 12), "gif")]):
         pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(photos / f"{index}.{suffix}")
+    # Large enough that helpers predict decodes it at 1/4 and 1/8 scale (Pillow's draft).
+    for index, size in enumerate([(70, 90), (170, 200)], start=4):
+        gradient = np.add.outer(np.arange(size[0]), 2 * np.arange(size[1]))[..., None] * [1, 3, 5]
+        Image.fromarray((gradient % 256).astype(np.uint8)).save(photos / f"{index}.jpg", quality=90)
     paths = sorted(str(path) for path in photos.iterdir())
     document = export.export_model(root / "model", root / "out", check_paths=paths)
     return {"root": root, "out": root / "out", "paths": paths, "document": document}

@@ -15,7 +15,7 @@ import numpy as np
 
 from helpers import artefacts, warn
 from helpers.files.fileio import atomic_write_json, printable, read_json
-from helpers.files.images import ImageError, read_image
+from helpers.files.images import ImageError, read_image, resize
 
 FORMATS = ("saved_model", "litert", "onnx")
 TOLERANCES = {"saved_model": 1e-4, "from_bytes": 1e-4, "litert": 1e-3, "onnx": 1e-3}
@@ -90,28 +90,31 @@ def _load_for_export(model_dir):
 
 
 def _check_images(model_dir, paths, target_size):
-    """``(originals, resized)``: uint8 images as read, and as ``helpers predict`` feeds them."""
+    """The images the files are checked on: ``originals`` (uint8, as stored), ``resized``
+    (``helpers.files.images.resize`` of each, what ``serving_default`` must match) and
+    ``read`` (as ``helpers predict`` reads each file, what ``from_bytes`` must match)."""
+    size = tuple(target_size)
     if paths is None:
         paths = _split_paths(model_dir)
-    originals, resized = [], []
+    found = {"paths": [], "originals": [], "read": []}
     for path in paths:
         try:
-            originals.append(read_image(path))
-            resized.append(read_image(path, tuple(target_size)))
+            original, read = read_image(path), read_image(path, size)
         except ImageError as error:
             warn(f"{printable(path)}: not used to check the export ({error})")
-        if len(originals) == _N_CHECK_IMAGES:
+            continue
+        for key, value in zip(found, (str(path), original, read)):
+            found[key].append(value)
+        if len(found["paths"]) == _N_CHECK_IMAGES:
             break
-    if not originals:
+    if not found["paths"]:
         generator = np.random.default_rng(0)
-        shapes = [(target_size[0] * 2, target_size[1] + 7, 3), (target_size[0] - 3, target_size[1] * 3, 3)]
-        originals = [generator.integers(0, 256, shape, dtype=np.uint8) for shape in shapes]
-        from helpers.files.images import resize
-
-        resized = [resize(image, tuple(target_size)) for image in originals]
-        paths = []
-    return {"paths": [str(path) for path in paths][:len(originals)], "originals": originals,
-            "resized": np.stack(resized)}
+        shapes = [(size[0] * 2, size[1] + 7, 3), (size[0] - 3, size[1] * 3, 3)]
+        found["originals"] = [generator.integers(0, 256, shape, dtype=np.uint8) for shape in shapes]
+        found["read"] = [resize(image, size) for image in found["originals"]]
+    found["resized"] = np.stack([resize(image, size) for image in found["originals"]])
+    found["read"] = np.stack(found["read"])
+    return found
 
 
 def _split_paths(model_dir):
@@ -128,7 +131,10 @@ def _write_and_check(model, metadata, staging, images, formats):
     """Write each format and compare it with the Keras model; the largest differences."""
     from helpers.app import export_formats
 
-    expected = np.asarray(model.predict_on_batch(images["resized"].astype("float32") / 255.0))
+    def keras_probabilities(pixels):
+        return np.asarray(model.predict_on_batch(pixels.astype("float32") / 255.0))
+
+    expected = {key: keras_probabilities(images[key]) for key in ("resized", "read")}
     checks = {}
     path = staging / _FILES["saved_model"]
     export_formats.write_saved_model(model, metadata, path)
@@ -138,7 +144,7 @@ def _write_and_check(model, metadata, staging, images, formats):
         if name in formats:
             target = staging / _FILES[name]
             write(model, metadata, target)
-            checks[name] = export_formats.check_file(name, target, images["resized"], expected)
+            checks[name] = export_formats.check_file(name, target, images["read"], expected["read"])
     for name, difference in checks.items():
         if not difference <= TOLERANCES[name]:
             raise ExportError(f"{name}: probabilities differ from the Keras model by up to "
