@@ -55,10 +55,11 @@ def _errors_only(record):
     return record.levelno >= logging.ERROR
 
 
-# C++ start-up lines; abseil ignores TF_CPP_MIN_LOG_LEVEL until initialised (abseil/abseil-cpp#1718)
+# C++ start-up lines (abseil ignores TF_CPP_MIN_LOG_LEVEL until initialised: abseil/abseil-cpp#1718)
+# and oneDNN's DT_BOOL "error" (TensorFlow falls back to Eigen), logged at the first bool transpose.
 _STARTUP_CHATTER = re.compile(
-    r"All log messages before absl::InitializeLog|^[IW]\d{4} [\d:. ]+\d+ "
-    r"(port|cpu_feature_guard)\.cc:\d+\]|^To enable the following instructions:")
+    r"All log messages before absl::InitializeLog|^[IW]\d{4} [\d:. ]+\d+ (port|cpu_feature_guard)"
+    r"\.cc:\d+\]|^To enable the following instructions:|util\.cc:\d+\] oneDNN supports DT_BOOL")
 
 
 def import_tensorflow_quietly(module="tensorflow"):
@@ -70,7 +71,10 @@ def import_tensorflow_quietly(module="tensorflow"):
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            importlib.import_module(module)
+            tf = importlib.import_module(module)
+            if module == "tensorflow":  # that transpose (Keras' AUC makes one), in a graph apart
+                with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+                    session.run(tf.transpose(tf.zeros((1, 1), tf.bool)))  # (no device set up yet)
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
