@@ -533,7 +533,7 @@ def plot_metric_comparison(table, metric, *, x="class", hue="model", ax=None, an
     n_groups, n_hues = data[x].nunique(), data[hue].nunique() if hue else 1
     ax = _one_ax(ax, (min(max(6.0, 1.2 + 0.45 * n_groups * n_hues + 0.3 * n_groups), 16), 4.2))
     options = {"palette": "Set2"} if hue else {"color": sns.color_palette()[0]}
-    sns.barplot(data=data, x=x, y=metric, hue=hue, ax=ax, errorbar=None, **{**options, **kwargs})
+    sns.barplot(data=data, x=x, y=metric, hue=hue, ax=ax, **{"errorbar": None, **options, **kwargs})
     if annotate and n_groups * n_hues <= 40:
         for container in ax.containers:
             ax.bar_label(container, labels=["" if np.isnan(value) else f"{value:.2f}"
