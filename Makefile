@@ -42,6 +42,8 @@ bench: setup
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/scan_csv.py
 	$(PY) benchmarks/shards.py
+	$(PY) benchmarks/copies.py
+	$(PY) benchmarks/export.py
 
 clean:
 	rm -rf outputs

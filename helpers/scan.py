@@ -1,4 +1,4 @@
-"""Look at a dataset before training on it: label statistics, image sizes, broken files.
+"""Look at a dataset before training on it: label statistics, image sizes, broken files, copies.
 
 Every function takes ``df``, the DataFrame of ``helpers.data.load_dataset`` (a ``labels`` column
 of lists, a ``filename`` column); ``progress=True`` shows a progress bar. ``scan`` is cheap
@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import sparse
 
 from helpers import progress_bar
+from helpers.files import copies
 from helpers.files.images import ImageError, read_header, read_image
 
 
@@ -223,3 +224,21 @@ def audit(df, progress=True):
     n_ok = sum(record["ok"] for record in files)
     return {"files": files, "n_images": len(files), "n_ok": n_ok, "n_bad": len(files) - n_ok,
             "skipped": list(df.attrs.get("skipped", []))}
+
+
+def find_copies(df, max_distance=copies.MAX_DISTANCE, mirror=False, progress=False):
+    """Find the images that show the same picture: byte-identical files and near copies
+    (re-encoded, resized, cropped a little, brighter or darker; ``helpers.files.copies``).
+
+    ``mirror=True`` counts a mirror image as a copy too. Returns a JSON-able dict: ``groups``
+    (lists of file names), per group ``labels_differ`` (do its images carry different labels)
+    and ``identical`` (byte-identical files), ``pairs_checked`` (hash comparisons made),
+    ``n_images``, ``unreadable`` (``{"path", "reason"}``) and the loader's ``skipped``.
+    """
+    _check_frame(df)
+    names, label_sets = df["filename"].tolist(), [frozenset(labels) for labels in df["labels"]]
+    found = copies.find_copies(names, max_distance, mirror, progress=progress)
+    groups = found.pop("groups")
+    return {"groups": [[names[row] for row in group] for group in groups],
+            "labels_differ": [len({label_sets[row] for row in group}) > 1 for group in groups],
+            **found, "n_images": len(names), "skipped": list(df.attrs.get("skipped", []))}

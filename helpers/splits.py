@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import IterativeStratification
 
+from helpers.files import copies
 from helpers.labels import LabelVocabulary, to_label_lists
 
 _SPLIT_NAMES = ("train", "val", "test")
@@ -102,6 +103,16 @@ def with_groups(df, group, column="group"):
     if callable(group):
         return df.assign(**{column: df["filename"].map(group)}), column
     raise ValueError(f"group: expected None, a column name or a function of the file path, got {group!r}")
+
+
+def with_copies(df, groups, group_column=None, column="copy_group"):
+    """``(df, column)`` for ``split_dataframe``: a copy of ``df`` whose ``column`` joins each group
+    of copies (file names, as ``helpers.scan.find_copies`` gives them) with the ``group_column``
+    groups of its images, so that no picture, nor patient, is in two splits."""
+    keys = [df["filename"]] + ([df[group_column]] if group_column is not None else [])
+    if keys[-1].isna().any():
+        raise ValueError(f"{group_column!r}: some rows have no group; fill them in first")
+    return df.assign(**{column: copies.component_labels(keys, groups)}), column
 
 
 def split_report(train_df, val_df, test_df, y_col="labels"):

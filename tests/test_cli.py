@@ -137,7 +137,7 @@ def test_train_defaults_are_the_recipe_of_train_from_source():
         assert getattr(args, name) == defaults[name].default, name
     options = TrainOptions()
     for name in ("batch_size", "learning_rate", "schedule", "seed", "task", "loss", "weights",
-                 "trainable_layers", "group_column"):
+                 "trainable_layers", "group_column", "allow_copies_across_splits"):
         assert getattr(args, name) == getattr(options, name), name
     assert (not args.no_augment) == options.augment
     with pytest.raises(SystemExit):

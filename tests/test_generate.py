@@ -1,6 +1,7 @@
 """Tests for helpers.datasets.generate: determinism, layouts, markers and argument checks."""
 import csv
 import hashlib
+import io
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -294,3 +295,78 @@ def test_shapes_folders_boxes_and_colours(tiny):
         hue = float(np.median(patch[:, 0])) / 255
         colour = row["filename"].split("/")[0].split("_")[0]
         assert min(abs(hue - hues[colour]), 1 - abs(hue - hues[colour])) < 0.06, row["filename"]
+
+
+# ----------------------------------------------------------------------------- planted problems
+@pytest.fixture(scope="module")
+def with_planted(tmp_path_factory):
+    """Clothes and scenes large enough to hold planted near copies and mislabelled images."""
+    root = tmp_path_factory.mktemp("planted")
+    return {preset: make_dataset(preset, root / preset, seed=0, scale=0.1, progress=False)
+            for preset in ("fashion", "scenes")}
+
+
+def jpeg_bytes(image):
+    buffer = io.BytesIO()
+    generate._save_jpeg(image, buffer)
+    return buffer.getvalue()
+
+
+def test_only_the_planted_files_differ_from_the_plain_drawing(with_planted):
+    root = with_planted["fashion"]
+    planted = generate.planted_files(root)
+    changed = {entry["path"] for kind in planted.values() for entry in kind}
+    folders = list(generate.FASHION_SOURCE_COUNTS)
+    for path in sorted(root.rglob("*.jpg")):
+        folder, index = path.parent.name, int(path.stem.rsplit("_", 1)[1])
+        plain = generate._fashion_image(folder, generate._rng(0, "fashion", folders.index(folder), index))
+        assert (path.read_bytes() == jpeg_bytes(plain)) == (str(path) not in changed), path
+    root = with_planted["scenes"]
+    planted = generate.planted_files(root)
+    copied = {entry["path"] for entry in planted["near_copies"]}
+    for path in sorted((root / "JPEGImages").glob("*.jpg")):
+        patient, follow_up = (int(part) for part in path.stem.split("_"))
+        plain, _ = generate._scene_drawing(0, patient - 1, follow_up)
+        assert (path.read_bytes() == jpeg_bytes(plain)) == (str(path) not in copied), path
+
+
+@pytest.mark.parametrize("preset", ["fashion", "scenes"])
+def test_the_marker_lists_the_planted_files(preset, with_planted):
+    root = with_planted[preset]
+    planted = generate.planted_files(root)
+    marker = json.loads((root / generate.MARKER_COMPLETE).read_text())
+    assert len(planted["near_copies"]) == len(marker["planted"]["near_copies"]) >= 3
+    assert len(planted["mislabelled"]) == len(marker["planted"]["mislabelled"]) >= 3
+    changed = {entry["path"] for kind in planted.values() for entry in kind}
+    for entry in planted["near_copies"]:
+        assert Path(entry["path"]).is_file() and Path(entry["copy_of"]).is_file()
+        assert entry["copy_of"] not in changed and entry["kind"] in ("quality", "resize", "crop", "brightness")
+        with Image.open(entry["path"]) as image:
+            low = 96 if preset == "fashion" else 128
+            assert low <= min(image.size) and max(image.size) <= 320
+    for entry in planted["mislabelled"]:
+        assert len(set(entry["true"]) ^ set(entry["given"])) == (2 if preset == "fashion" else 1)
+
+
+def test_mislabelled_clothes_are_filed_under_their_given_labels(with_planted):
+    for entry in generate.planted_files(with_planted["fashion"])["mislabelled"]:
+        folder = Path(entry["path"]).parent.name
+        assert entry["given"] == sorted(folder.split("_"))
+        assert len(set(entry["given"]) & set(entry["true"])) == 1  # the colour or the item
+
+
+def test_mislabelled_scenes_lack_one_class_in_xml_and_csv(with_planted):
+    root = with_planted["scenes"]
+    voc = read_voc(root)
+    with open(root / "Data_Entry.csv", newline="", encoding="utf-8") as file:
+        rows = {row["Image Index"]: row["Finding Labels"] for row in csv.DictReader(file)}
+    for entry in generate.planted_files(root)["mislabelled"]:
+        name = Path(entry["path"]).name
+        assert sorted({o["name"] for o in voc[Path(name).stem]["objects"]}) == entry["given"]
+        assert rows[name] == ("|".join(entry["given"]) or "No Finding")
+        assert set(entry["given"]) < set(entry["true"])
+
+
+def test_planted_files_needs_a_dataset_with_planted_files(tiny):
+    with pytest.raises(ValueError, match="planted"):
+        generate.planted_files(tiny["shapes"])

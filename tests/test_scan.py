@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -10,6 +11,7 @@ from helpers.data import load_csv, load_folders
 from helpers.scan import (
     audit,
     cooccurrence,
+    find_copies,
     find_missing,
     image_sizes,
     label_counts,
@@ -150,3 +152,27 @@ def test_audit_reports_missing_files():
     result = audit(df, progress=False)
     assert result["files"][0]["error"] == "file not found"
     assert result["n_bad"] == 1 and result["skipped"] == df.attrs["skipped"]
+
+
+def test_find_copies_says_which_groups_carry_different_labels(tmp_path):
+    rng = np.random.default_rng(3)
+    for name in ("a", "b", "c"):
+        pixels = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((96, 72), Image.BICUBIC).save(tmp_path / f"{name}.png")
+    with Image.open(tmp_path / "a.png") as image:
+        image.save(tmp_path / "a_copy.jpg", quality=60)
+        image.save(tmp_path / "a_again.jpg", quality=70)
+    (tmp_path / "b_copy.png").write_bytes((tmp_path / "b.png").read_bytes())
+    names = ["a.png", "b.png", "c.png", "a_copy.jpg", "b_copy.png", "a_again.jpg", "gone.png"]
+    df = pd.DataFrame({"filename": [str(tmp_path / name) for name in names],
+                       "labels": [["cat"], ["dog"], ["cat"], ["dog", "cat"], ["dog"], ["cat"], []]})
+    df.attrs["skipped"] = [{"path": "bad.xml", "reason": "malformed XML"}]
+    result = find_copies(df)
+    json.dumps(result)
+    assert result["groups"] == [[str(tmp_path / name) for name in ("a.png", "a_copy.jpg", "a_again.jpg")],
+                                [str(tmp_path / name) for name in ("b.png", "b_copy.png")]]
+    assert result["labels_differ"] == [True, False] and result["identical"] == [False, True]
+    assert result["unreadable"] == [{"path": str(tmp_path / "gone.png"), "reason": "file not found"}]
+    assert (result["n_images"], result["skipped"]) == (7, df.attrs["skipped"])
+    with pytest.raises(ValueError, match="labels"):
+        find_copies(df[["filename"]])

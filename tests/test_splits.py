@@ -141,3 +141,32 @@ def test_with_groups_turns_a_setting_into_a_column():
         splits.with_groups(df, "Patient")
     with pytest.raises(ValueError, match="expected None, a column name"):
         splits.with_groups(df, 3)
+
+
+def test_with_copies_keeps_each_group_of_copies_and_its_patients_in_one_split():
+    frame = make_frame(n=400, n_groups=120)
+    groups = [[f"img_{i}.jpg" for i in range(start, start + 4)] for start in range(0, 80, 8)]
+    grouped, column = splits.with_copies(frame, groups)
+    assert column == "copy_group" and "copy_group" not in frame
+    assert grouped["copy_group"].nunique() == 400 - 10 * 3
+    parts = split_dataframe(grouped, seed=3, group_column=column)
+    split_of = {name: index for index, part in enumerate(parts) for name in part["filename"]}
+    assert all(len({split_of[name] for name in group}) == 1 for group in groups)
+
+    grouped, column = splits.with_copies(frame, groups, group_column="Patient ID")
+    parts = split_dataframe(grouped, seed=3, group_column=column)
+    split_of = {name: index for index, part in enumerate(parts) for name in part["filename"]}
+    patients = {}
+    for name, patient in zip(frame["filename"], frame["Patient ID"]):
+        patients.setdefault(patient, set()).add(split_of[name])
+    assert all(len(where) == 1 for where in patients.values())
+    assert all(len({split_of[name] for name in group}) == 1 for group in groups)
+
+
+def test_with_copies_refuses_unknown_files_and_rows_without_a_group():
+    frame = make_frame(n=20, n_groups=5)
+    with pytest.raises(ValueError, match="img_99.jpg"):
+        splits.with_copies(frame, [["img_1.jpg", "img_99.jpg"]])
+    frame.loc[3, "Patient ID"] = None
+    with pytest.raises(ValueError, match="'Patient ID': some rows have no group"):
+        splits.with_copies(frame, [["img_1.jpg", "img_2.jpg"]], group_column="Patient ID")

@@ -27,7 +27,8 @@ from helpers.files.decode import check_files
 from helpers.pipeline import missing_files, quiet_upstream_warnings
 from helpers.predict import predict_dataframe, predict_rows
 from helpers.scale.shards import check_shards, dataset_for, is_shard_frame, load_any, worker_shares
-from helpers.splits import split_dataframe
+from helpers.scan import find_copies
+from helpers.splits import split_dataframe, with_copies
 from helpers.training import (
     EpochLogger,
     compile_model,
@@ -83,6 +84,10 @@ class TrainOptions:
         Split fractions.
     group_column : str, optional
         Keep each group (e.g. ``"Patient ID"``) in one split.
+    allow_copies_across_splits : bool
+        False: find the copies of a picture (``helpers.scan.find_copies``) and keep each group
+        of them in one split, so that the test score is not measured on pictures seen in
+        training; True: split without looking (the copies may leak into evaluation).
     weights, trainable_layers : for ``"resnet50"`` / ``"vgg16"`` (see ``helpers.models``).
     monitor : str, optional
         Value the callbacks watch; default ``val_f1_micro`` (``loss`` without validation).
@@ -106,6 +111,7 @@ class TrainOptions:
     val_size: float = 0.15
     test_size: float = 0.15
     group_column: str | None = None
+    allow_copies_across_splits: bool = False
     weights: object = None
     trainable_layers: int = 0
     monitor: str | None = None
@@ -116,8 +122,8 @@ def train_from_source(source, out_dir, layout="auto", model="smallvggnet_gmp", e
                       image_size=64, patience=5, options=None, log=print, **load_options):
     """Train a model on a dataset in any supported layout and save its artefact folder.
 
-    Load → drop unreadable images → vocabulary → split (saved as ``splits.csv``) →
-    tf.data pipelines (augmentation on training only) → fit with callbacks → artefacts.
+    Load → drop unreadable images → vocabulary → split, each group of copies of a picture in
+    one split (saved as ``splits.csv``) → tf.data pipelines (augmentation on training only) → fit with callbacks → artefacts.
     Rerun the same command after an interruption and it resumes from the last finished
     epoch (``backup/`` in ``out_dir``).
 
@@ -172,7 +178,7 @@ def train_from_source(source, out_dir, layout="auto", model="smallvggnet_gmp", e
     settings = _run_settings(source, layout, model, target_size, task, loss, vocabulary, options)
     # In a multi-worker run only the chief writes; the others split the same way (same seed).
     done_epochs = artefacts.start_or_resume(out_dir, settings) if chief else 0
-    train_df, val_df, test_df = _saved_or_new_splits(dataframe, out_dir, done_epochs, options, chief)
+    train_df, val_df, test_df = _saved_or_new_splits(dataframe, out_dir, done_epochs, options, chief, log)
     log(f"split: {len(train_df)} train, {len(val_df)} val, {len(test_df)} test "
         f"({len(vocabulary)} classes: {', '.join(vocabulary.classes)})")
 
@@ -432,18 +438,41 @@ def _choose_task(dataframe, task, log=print):
     return task
 
 
-def _saved_or_new_splits(dataframe, out_dir, done_epochs, options, write=True):
+def _saved_or_new_splits(dataframe, out_dir, done_epochs, options, write=True, log=print):
     """``(train_df, val_df, test_df)`` of an interrupted run (its ``splits.csv``), or new ones
     made with ``options``, saved there (unless ``write=False``)."""
     splits = artefacts.splits_from_file(dataframe, out_dir) if done_epochs else None
     if splits is None:
-        splits = split_dataframe(dataframe, val_size=options.val_size, test_size=options.test_size,
-                                 seed=options.seed, group_column=options.group_column)
+        grouped, group_column = _keep_copies_together(dataframe, options, log)
+        splits = split_dataframe(grouped, val_size=options.val_size, test_size=options.test_size,
+                                 seed=options.seed, group_column=group_column)
+        if group_column is not None and group_column not in dataframe.columns:  # made for the copies
+            splits = tuple(part.drop(columns=group_column) for part in splits)
         if write:
             artefacts.write_splits(out_dir, dict(zip(("train", "val", "test"), splits)))
     if len(splits[0]) == 0:
         raise ValueError("the training split is empty; use more images or smaller val/test sizes")
     return splits
+
+
+def _keep_copies_together(dataframe, options, log):
+    """``(dataframe, group_column)`` to split: unless ``options.allow_copies_across_splits``, the
+    copies of each picture (``helpers.scan.find_copies``) are joined into one group."""
+    if options.allow_copies_across_splits:
+        log("copies: not searched (allow_copies_across_splits): copies may be in several splits")
+        return dataframe, options.group_column
+    if is_shard_frame(dataframe):
+        log("copies: not searched in shards; run `helpers duplicates` on the dataset they were "
+            "written from")
+        return dataframe, options.group_column
+    found = find_copies(dataframe, progress=False)
+    groups, checked = found["groups"], f"{found['pairs_checked']:,} hash comparisons"
+    if not groups:
+        log(f"copies: none among {found['n_hashed']:,} images ({checked})")
+        return dataframe, options.group_column
+    log(f"copies: {len(groups)} groups of copies ({sum(map(len, groups))} images) kept together, "
+        f"each in one split ({checked}; allow_copies_across_splits=True turns this off)")
+    return with_copies(dataframe, groups, options.group_column)
 
 
 def _build_compiled_model(name, target_size, vocabulary, task, loss=None, learning_rate=1e-3,

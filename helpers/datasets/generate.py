@@ -19,6 +19,19 @@ Three presets:
 Every image is drawn from its own random generator, seeded by ``(seed, preset, index)``, so
 the same seed and scale give byte-identical files, and a smaller scale gives a subset of the
 images of a larger one.
+
+``fashion`` and ``scenes`` carry what a real folder of photos carries: about 2 images in 100 are
+a near copy of an earlier one (re-encoded at JPEG quality 35-70, resized by 0.6-0.85 or
+1.15-1.5, cropped by 2-4% of the width and height and enlarged back, or made 10-20% brighter or
+darker; ``fashion``: of an image of the same folder, ``scenes``: of one showing an object, from
+any place), and about 1.5 in 100 have a wrong label (``fashion``: the garment of a folder that
+differs in the colour or the item; ``scenes``: the objects of one class left out of the
+annotation). Each image's own random generator decides, so the same seed and scale plant the
+same files, and every other file is drawn as if nothing were planted. At seed 0 the quick sets
+(scale 0.25) hold 5 near copies and 11 mislabelled clothes, 12 near copies and 6 mislabelled
+scenes; the full sets 44 and 40 clothes, 40 and 25 scenes. The marker ``.complete.json`` lists them under ``"planted"`` (read them with
+:func:`planted_files`). Scenes of one place (one ``Patient ID``) that differ only by a small
+object look alike too: a copy finder groups some of them, as it would a burst of photos.
 """
 import colorsys
 import json
@@ -30,10 +43,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from helpers import DATA_DIR, QUICK
+from helpers import DATA_DIR, QUICK, progress_bar
 
 PRESETS = ("fashion", "scenes", "shapes")
 
@@ -91,7 +103,11 @@ SHAPE_BOXES_FILE = "boxes.csv"
 
 _PRESET_IDS = {"fashion": 1, "scenes": 2, "shapes": 3}
 # Raised whenever a preset's drawing changes, so that ensure_dataset replaces older copies.
-_GENERATOR_VERSIONS = {"fashion": 3, "scenes": 1, "shapes": 1}
+_GENERATOR_VERSIONS = {"fashion": 4, "scenes": 2, "shapes": 1}
+# Share of the fashion and scenes images that are planted near copies, and mislabelled ones.
+_PLANTED_COPIES = 0.02
+_PLANTED_MISLABELLED = 0.015
+_NEAR_COPY_KINDS = ("quality", "resize", "crop", "brightness")
 
 
 # --------------------------------------------------------------------------- public API
@@ -113,7 +129,7 @@ def make_dataset(preset, out_dir, seed=0, scale=1.0, progress=True):
         Multiplies the number of images (2,000 fashion, 1,800 scene and 1,080 shape images
         at 1.0).
     progress : bool, default True
-        Show a tqdm progress bar while writing images.
+        Show a progress bar (``helpers.progress_bar``) while writing images.
 
     Returns
     -------
@@ -246,9 +262,9 @@ def _write_json(path, value):
         file.write("\n")
 
 
-def _save_jpeg(image, path):
+def _save_jpeg(image, path, quality=_JPEG_QUALITY):
     # No EXIF, ICC or comment: Pillow then writes the same bytes for the same pixels.
-    image.save(path, "JPEG", quality=_JPEG_QUALITY, optimize=False)
+    image.save(path, "JPEG", quality=quality, optimize=False)
 
 
 def _rng(seed, preset, *index):
@@ -503,15 +519,126 @@ def _image_size(rng, low, high):
 
 def _write_fashion(out_dir, seed, scale, progress):
     counts = fashion_counts(scale)
-    with tqdm(total=sum(counts.values()), desc=f"fashion → {out_dir}", unit="img",
+    planted = {"near_copies": [], "mislabelled": []}
+    with progress_bar(total=sum(counts.values()), desc=f"fashion → {out_dir}", unit="img",
               disable=not progress) as bar:
         for class_index, (folder, count) in enumerate(counts.items()):
             (out_dir / folder).mkdir()
             for index in range(count):
-                image = _fashion_image(folder, _rng(seed, "fashion", class_index, index))
-                _save_jpeg(image, out_dir / folder / f"{folder}_{index:04d}.jpg")
+                _write_fashion_image(out_dir, seed, class_index, index, planted)
                 bar.update()
-    return {"n_images": sum(counts.values()), "counts": counts}
+    return {"n_images": sum(counts.values()), "counts": counts, "planted": planted}
+
+
+def _write_fashion_image(out_dir, seed, class_index, index, planted):
+    """Draw and save one fashion image as its own generator plans it: as usual, as a near copy
+    of an earlier image of its folder, or showing a garment of a neighbouring folder; add what
+    was planted to ``planted``."""
+    folders = list(FASHION_SOURCE_COUNTS)
+    folder = folders[class_index]
+    name = f"{folder}/{folder}_{index:04d}.jpg"
+    plan = _fashion_plan(seed, folders, class_index, index)
+    if plan is None:
+        _save_jpeg(_fashion_image(folder, _rng(seed, "fashion", class_index, index)), out_dir / name)
+    elif plan[0] == "copy":
+        _, source, rng = plan
+        original = _fashion_image(folder, _rng(seed, "fashion", class_index, source))
+        copy, quality, kind, _ = _near_copy(original, rng, (96, 320))
+        _save_jpeg(copy, out_dir / name, quality)
+        planted["near_copies"].append({"path": name, "copy_of": f"{folder}/{folder}_{source:04d}.jpg",
+                                       "kind": kind})
+    else:
+        shown = plan[1]
+        _save_jpeg(_fashion_image(shown, _rng(seed, "fashion", class_index, index)), out_dir / name)
+        planted["mislabelled"].append({"path": name, "given": sorted(folder.split("_")),
+                                       "true": sorted(shown.split("_"))})
+
+
+def _fashion_plan(seed, folders, class_index, index):
+    """None (an ordinary image), ``("copy", index of the image copied, rng)`` or ``("mislabel",
+    folder of the garment shown, rng)``: one image's plan, from its own generator."""
+    rng = _rng(seed, "fashion", class_index, index, 1)
+    plan = _plan(rng, index)
+    if plan == "copy":
+        source = int(rng.integers(index))
+        ordinary = _plan(_rng(seed, "fashion", class_index, source, 1), source) is None
+        return ("copy", source, rng) if ordinary else None
+    if plan == "mislabel":  # the colour or the item differs, not both
+        colour, item = folders[class_index].split("_")
+        neighbours = [other for other in folders
+                      if (other.split("_")[0] == colour) != (other.split("_")[1] == item)]
+        return ("mislabel", neighbours[rng.integers(len(neighbours))], rng)
+    return None
+
+
+# --------------------------------------------------------------------------- planted problems
+
+
+def _plan(rng, n_earlier):
+    """What one image becomes: None (drawn as usual), ``"copy"`` (of one of the ``n_earlier``
+    images before it) or ``"mislabel"``."""
+    draw = rng.random()
+    if draw < _PLANTED_COPIES:
+        return "copy" if n_earlier else None
+    return "mislabel" if draw < _PLANTED_COPIES + _PLANTED_MISLABELLED else None
+
+
+def _near_copy(image, rng, sides):
+    """A near copy of ``image`` whose sides stay within ``sides`` (low, high): ``(copy, JPEG
+    quality, kind, (sx, sy, ox, oy))``, the last mapping a point (x, y) of the original to
+    ((x - ox) * sx, (y - oy) * sy) in the copy."""
+    kind = _NEAR_COPY_KINDS[rng.integers(len(_NEAR_COPY_KINDS))]
+    width, height = image.size
+    if kind == "resize":
+        low = max(0.6, sides[0] / min(width, height))
+        high = min(1.5, sides[1] / max(width, height))
+        ranges = [(a, b) for a, b in ((low, 0.85), (1.15, high)) if a <= b]
+        if not ranges:  # no room to resize: re-encode instead
+            return image, int(rng.integers(35, 71)), "quality", (1.0, 1.0, 0, 0)
+        factor = rng.uniform(*ranges[rng.integers(len(ranges))])
+        size = (round(width * factor), round(height * factor))
+        return (image.resize(size, Image.BICUBIC), _JPEG_QUALITY, kind,
+                (size[0] / width, size[1] / height, 0, 0))
+    if kind == "crop":  # cut 2-4% of the width and height, then enlarge back
+        fraction = rng.uniform(0.02, 0.04)
+        cut_x, cut_y = round(width * fraction), round(height * fraction)
+        ox, oy = int(rng.integers(cut_x + 1)), int(rng.integers(cut_y + 1))
+        box = (ox, oy, width - cut_x + ox, height - cut_y + oy)
+        return (image.resize(image.size, Image.BICUBIC, box=box), _JPEG_QUALITY, kind,
+                (width / (width - cut_x), height / (height - cut_y), ox, oy))
+    if kind == "brightness":
+        factor = rng.uniform(0.8, 0.9) if rng.random() < 0.5 else rng.uniform(1.1, 1.2)
+        return ImageEnhance.Brightness(image).enhance(factor), _JPEG_QUALITY, kind, (1.0, 1.0, 0, 0)
+    return image, int(rng.integers(35, 71)), kind, (1.0, 1.0, 0, 0)
+
+
+def planted_files(root):
+    """The near copies and mislabelled images planted in a ``fashion`` or ``scenes`` dataset.
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder written by ``make_dataset("fashion" or "scenes", ...)``.
+
+    Returns
+    -------
+    dict
+        ``near_copies``: ``{"path", "copy_of", "kind"}`` (kind: quality, resize, crop or
+        brightness); ``mislabelled``: ``{"path", "given", "true"}`` (label lists); paths
+        joined onto ``root`` as the loaders write them.
+    """
+    marker = _read_json(Path(root) / MARKER_COMPLETE) or {}
+    if not isinstance(marker.get("planted"), dict):
+        raise ValueError(f"planted_files: expected {Path(root) / MARKER_COMPLETE} with a 'planted' "
+                         "entry (a fashion or scenes dataset of make_dataset); it has none")
+
+    def joined(name):
+        return os.path.join(os.fspath(root), *name.split("/"))
+
+    lists = marker["planted"]
+    return {"near_copies": [{**entry, "path": joined(entry["path"]), "copy_of": joined(entry["copy_of"])}
+                            for entry in lists["near_copies"]],
+            "mislabelled": [{**entry, "path": joined(entry["path"])} for entry in lists["mislabelled"]]}
 
 
 # --------------------------------------------------------------------------- scenes
@@ -865,8 +992,8 @@ def _write_scenes(out_dir, seed, scale, progress):
     for folder in (annotations, images, main):
         folder.mkdir(parents=True)
     splits = {"train": [], "val": []}
-    rows = []
-    with tqdm(total=n_images, desc=f"scenes → {out_dir}", unit="img", disable=not progress) as bar:
+    rows, sources, planted = [], [], {"near_copies": [], "mislabelled": []}
+    with progress_bar(total=n_images, desc=f"scenes → {out_dir}", unit="img", disable=not progress) as bar:
         for patient_id, group, size in _scene_groups(seed, n_images):
             group_rng = _rng(seed, "scenes", 1, group)
             width, height = _image_size(group_rng, 128, 320)
@@ -874,11 +1001,11 @@ def _write_scenes(out_dir, seed, scale, progress):
             split = "val" if group_rng.random() < _SCENE_VAL_FRACTION else "train"
             for follow_up in range(size):
                 image_id = f"{patient_id:06d}_{follow_up:03d}"
-                image, objects = _scene_image(background, width, height,
-                                              _rng(seed, "scenes", 2, group, follow_up))
-                _save_jpeg(image, images / f"{image_id}.jpg")
+                image, quality, objects = _planned_scene(seed, (group, follow_up, image_id),
+                                                         background, sources, planted)
+                _save_jpeg(image, images / f"{image_id}.jpg", quality)
                 (annotations / f"{image_id}.xml").write_text(
-                    _voc_xml(image_id, width, height, objects), encoding="utf-8")
+                    _voc_xml(image_id, image.width, image.height, objects), encoding="utf-8")
                 labels = sorted({o["name"] for o in objects})
                 rows.append((f"{image_id}.jpg", "|".join(labels) or "No Finding", follow_up, patient_id))
                 splits[split].append(image_id)
@@ -888,7 +1015,66 @@ def _write_scenes(out_dir, seed, scale, progress):
     lines = ["Image Index,Finding Labels,Follow-up #,Patient ID"]
     lines += [",".join(str(value) for value in row) for row in rows]
     (out_dir / "Data_Entry.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"n_images": n_images, "n_train": len(splits["train"]), "n_val": len(splits["val"])}
+    return {"n_images": n_images, "n_train": len(splits["train"]), "n_val": len(splits["val"]),
+            "planted": planted}
+
+
+def _planned_scene(seed, place, background, sources, planted):
+    """One scene as its own generator plans it: ``(image, JPEG quality, annotated objects)``.
+
+    ``place`` is ``(group, follow_up, image_id)``; ``sources`` the places of the ordinary images
+    with an object so far (what a near copy copies; this one is added when it is one); what is
+    planted is added to ``planted``.
+    """
+    group, follow_up, image_id = place
+    rng = _rng(seed, "scenes", 3, group, follow_up)
+    plan = _plan(rng, len(sources))
+    if plan == "copy":
+        source = sources[rng.integers(len(sources))]
+        original, objects = _scene_drawing(seed, *source[:2])
+        copy, quality, kind, mapping = _near_copy(original, rng, (128, 320))
+        planted["near_copies"].append({"path": f"JPEGImages/{image_id}.jpg",
+                                       "copy_of": f"JPEGImages/{source[2]}.jpg", "kind": kind})
+        return copy, quality, _moved_objects(objects, mapping, copy.size)
+    height, width = background["pixels"].shape[:2]
+    image, objects = _scene_image(background, width, height, _rng(seed, "scenes", 2, group, follow_up))
+    names = sorted({voc_object["name"] for voc_object in objects})
+    if plan == "mislabel" and names:  # the objects of one class left out of the annotation
+        left_out = names[rng.integers(len(names))]
+        planted["mislabelled"].append({"path": f"JPEGImages/{image_id}.jpg", "true": names,
+                                       "given": [name for name in names if name != left_out]})
+        return image, _JPEG_QUALITY, [o for o in objects if o["name"] != left_out]
+    if objects:
+        sources.append(place)
+    return image, _JPEG_QUALITY, objects
+
+
+def _scene_drawing(seed, group, follow_up):
+    """The ordinary scene image ``(group, follow_up)`` drawn again: ``(image, objects)``."""
+    group_rng = _rng(seed, "scenes", 1, group)
+    width, height = _image_size(group_rng, 128, 320)
+    background = _scene_background(width, height, group_rng)
+    return _scene_image(background, width, height, _rng(seed, "scenes", 2, group, follow_up))
+
+
+def _moved_objects(objects, mapping, size):
+    """The VOC objects of a picture as they lie in its near copy of ``size`` (``mapping`` of
+    :func:`_near_copy`); an object or part the copy cuts off is left out."""
+    sx, sy, ox, oy = mapping
+
+    def move(box):  # VOC's 1-based inclusive pixels to edges, moved, and back
+        xmin, ymin, xmax, ymax = box
+        return _clip_box(((xmin - 1 - ox) * sx, (ymin - 1 - oy) * sy, (xmax - ox) * sx,
+                          (ymax - oy) * sy), *size)
+
+    moved = []
+    for voc_object in objects:
+        box = move(voc_object["bndbox"])
+        if box is not None:
+            parts = [(name, moved_box) for name, part_box in voc_object["parts"]
+                     if (moved_box := move(part_box)) is not None]
+            moved.append({**voc_object, "bndbox": box, "parts": parts})
+    return moved
 
 
 # --------------------------------------------------------------------------- shapes
@@ -947,7 +1133,7 @@ def _write_shapes(out_dir, seed, scale, progress):
     per_folder = max(1, round(_SHAPE_IMAGES_PER_FOLDER * scale))
     folders = [f"{colour}_{shape}" for colour in SHAPE_COLOURS for shape in SHAPE_NAMES]
     rows = ["filename,width,height,xmin,ymin,xmax,ymax"]
-    with tqdm(total=per_folder * len(folders), desc=f"shapes → {out_dir}", unit="img",
+    with progress_bar(total=per_folder * len(folders), desc=f"shapes → {out_dir}", unit="img",
               disable=not progress) as bar:
         for class_index, folder in enumerate(folders):
             (out_dir / folder).mkdir()
