@@ -85,3 +85,27 @@ def test_quick_runs_leave_other_runs_outputs_untouched(outputs_dir):
     assert snapshot(root / "full") == full and snapshot(root / "interactive") == interactive
     assert sorted(path.name for path in root.iterdir()) == ["full", "interactive", "quick"]
     assert (root / "quick" / "03_smallvggnet" / "model" / "model.keras").is_file()
+
+
+def kernel_metadata():
+    """The kernelspec and language_info JupyterLab writes into a notebook it opens."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import start_new_kernel
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        reply = client.kernel_info(reply=True, timeout=60)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    kernelspec = {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
+    return kernelspec, reply["content"]["language_info"]
+
+
+def test_opening_a_notebook_in_jupyterlab_changes_nothing():
+    kernelspec, language_info = kernel_metadata()
+    for path in NOTEBOOKS:
+        metadata = json.loads(path.read_text(encoding="utf-8"))["metadata"]
+        assert metadata.get("kernelspec") == kernelspec, path.name
+        assert metadata.get("language_info") == language_info, path.name

@@ -1,6 +1,7 @@
 """Command-line interface: ``helpers COMMAND ...`` (or ``python -m helpers COMMAND ...``).
 
-Commands: make-data, scan, audit, shard, train, worker, predict, evaluate. Each prints a human-readable
+Commands: make-data, scan, audit, duplicates, shard, train, worker, predict, evaluate,
+export, fetch, label-issues. Each prints a human-readable
 report by default and one JSON document with ``--format json``. Errors a user can fix
 (a wrong path, a bad argument, a mismatched model folder) end with a one-line message
 and exit code 2, never a traceback; an unexpected error (a bug) ends with a one-line
@@ -18,6 +19,7 @@ from helpers import warn
 from helpers.data import LAYOUTS, load_dataset
 from helpers.files.fileio import printable
 from helpers.datasets.generate import PRESETS
+from helpers.app import copies_cli, label_issues
 
 # Annotated copies keep the image's extension when Pillow writes it, else become PNG.
 _ANNOTATE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -197,6 +199,7 @@ def _train_options(args):
     return TrainOptions(
         batch_size=args.batch_size, seed=args.seed, loss=args.loss, task=args.task,
         group_column=args.group_column, learning_rate=args.learning_rate,
+        allow_copies_across_splits=args.allow_copies_across_splits,
         schedule=args.schedule, augment=not args.no_augment, weights=args.weights,
         trainable_layers=args.trainable_layers, **_distribution_options(args),
     )
@@ -396,6 +399,7 @@ def _add_train_options(parser):
     )
     parser.add_argument("--trainable-layers", type=int, default=0, help="resnet50/vgg16: unfreeze the top N layers")
     parser.add_argument("--group-column", default=None, help="keep each group (e.g. 'Patient ID') in one split")
+    copies_cli.add_copies_option(parser)
     parser.add_argument("--out", required=True, help="folder for model.keras, labels.json, history.csv...")
     parser.add_argument("--devices", type=int, default=None,
                         help="train on N local devices with MirroredStrategy (GPUs, else the CPU split in N)")
@@ -526,6 +530,8 @@ def _subcommands():
          _add_make_data_options, _command_make_data),
         ("scan", "label statistics and image sizes (headers only)", _add_report_options, command_scan),
         ("audit", "decode every image; exit code 1 if any fails", _add_report_options, _command_audit),
+        ("duplicates", "groups of images showing the same picture (copies, near copies)",
+         copies_cli.add_duplicates_options, copies_cli.command_duplicates),
         ("shard", "pack a dataset's images into TFRecord shards", _add_shard_options, _command_shard),
         ("train", "train a model and save its artefacts", _add_train_options, _command_train),
         ("worker", "one worker of a multi-worker run: train's options, the cluster from TF_CONFIG",
@@ -537,6 +543,8 @@ def _subcommands():
          _add_export_options, _command_export),
         ("fetch", "download and extract a public dataset (or any archive) the Keras way",
          _add_fetch_options, _command_fetch),
+        ("label-issues", "images whose labels look wrong to a model that never saw them",
+         label_issues.add_label_issues_options, label_issues.command_label_issues),
     ]
 
 
