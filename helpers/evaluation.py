@@ -306,9 +306,9 @@ def _reason(row):
                 f"prevalence {row.prevalence:.0%}")
     if row.f1_tuned - row.f1_always_yes <= row.yes_noise:
         return (f"no better than always yes (F1 {row.f1_tuned:.2f} against "
-                f"{row.f1_always_yes:.2f}, noise {row.yes_noise:.2f})")
+                f"{row.f1_always_yes:.2f}, always-yes noise {row.yes_noise:.2f})")
     if row.gain <= row.noise:
-        return f"gain {row.gain:+.2f} within the noise ({row.noise:.2f})"
+        return f"gain {row.gain:+.2f} within the gain noise ({row.noise:.2f})"
     return "kept"
 
 

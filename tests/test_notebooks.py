@@ -28,8 +28,9 @@ def outputs_dir(tmp_path_factory):
     a quick run that read them would fail, one that wrote there would change them)."""
     root = tmp_path_factory.mktemp("outputs")
     for mode in ("full", "interactive"):
-        for notebook in ("03_smallvggnet", "04_resnet50"):
-            model_dir = root / mode / notebook / "model"
+        for notebook, folder in (("03_smallvggnet", "model"), ("04_resnet50", "model"),
+                                 ("04_resnet50", "best_scenes")):
+            model_dir = root / mode / notebook / folder
             model_dir.mkdir(parents=True)
             (model_dir / "labels.json").write_text('{"classes": "not a list"}')
             (model_dir / "splits.csv").write_text("filename,split,labels\n")

@@ -347,7 +347,7 @@ def _command_evaluate(args):
     if args.tune_thresholds:
         print("thresholds tuned on the validation split:")
         for label, row in report["threshold_choice"]["per_class"].items():
-            why = (f"kept: validation F1 {row['gain']:+.3f} over the default (noise {row['noise']:.3f})"
+            why = (f"kept: validation F1 {row['gain']:+.3f} over the default (gain noise {row['noise']:.3f})"
                    if row["kept"] else f"default kept: {row['reason']}")
             print(f"  {label:<20} {row['threshold']:.3f}  {why}")
         print(f"saved to {printable(Path(args.model_dir) / 'labels.json')}")
