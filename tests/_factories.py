@@ -18,9 +18,9 @@ def tiny_arrays(n=48, size=16, n_classes=3, seed=0):
     return images, labels
 
 
-def make_fashion_folders(root, per_folder=8, size=20, broken=True):
+def make_fashion_folders(root, per_folder=8, size=20, broken=True, seed=0):
     """``colour_item`` folders (split-folders layout) of tiny PNGs, plus one broken file."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for colour, rgb in COLOURS.items():
         for item in ("shirt", "shoe"):
             folder = root / f"{colour}_{item}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _factories import save_model_folder
+from _factories import make_fashion_folders, save_model_folder
 from PIL import Image
 
 from helpers.app import label_issues
@@ -34,19 +34,7 @@ def make_flipped_folders(root, odd_images, per_folder=12, size=16, seed=SEED):
     """``colour_item`` folders (split-folders layout) whose colour is easy to learn, with one
     image of each ``FLIPS`` pair moved to the wrong colour and the broken files of
     ``odd_images`` in ``red_shirt``. Returns the paths of the flipped images."""
-    rng = np.random.default_rng(seed)
-    for colour, rgb in COLOURS.items():
-        for item in ("shirt", "shoe"):
-            folder = root / f"{colour}_{item}"
-            folder.mkdir(parents=True)
-            for index in range(per_folder):
-                pixels = np.full((size, size, 3), 255, dtype=np.int16)
-                if item == "shirt":
-                    pixels[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = rgb
-                else:
-                    pixels[size // 2:, :] = rgb
-                pixels -= rng.integers(0, 40, pixels.shape)
-                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{index}.png")
+    make_fashion_folders(root, per_folder=per_folder, size=size, broken=False, seed=seed)
     flipped = []
     for index, (source, target) in enumerate(FLIPS):
         path = root / target / f"flipped_{index}.png"
