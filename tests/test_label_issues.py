@@ -2,6 +2,7 @@
 import argparse
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,28 @@ def test_unreadable_files_are_named_and_left_out(out_of_fold):
         assert not any(path.endswith(name) for path in paths)
         assert sum(name in message for message in messages) == 1, name
     assert any("4 skipped" in line for line in lines)
+
+
+def test_the_copies_of_a_picture_are_held_out_in_one_fold(tmp_path, monkeypatch):
+    root = make_fashion_folders(tmp_path / "data", per_folder=6, size=16, broken=False, seed=SEED)
+    shutil.copy(root / "red_shirt" / "0.png", root / "red_shirt" / "copy_of_0.png")
+    with Image.open(root / "blue_shoe" / "1.png") as image:
+        image.resize((24, 24), Image.Resampling.BICUBIC).save(root / "blue_shoe" / "bigger_1.png")
+    held_out = []
+
+    def record(dataframe, rows, recipe, y_prob, log):  # instead of training a model per fold
+        held_out.append({"/".join(Path(name).parts[-2:]) for name in dataframe["filename"].iloc[rows]})
+        y_prob[rows] = 0.5
+
+    monkeypatch.setattr(label_issues, "_train_and_score", record)
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cleanlab on constant probabilities
+        find_label_issues(root, "split-folders", folds=3, seed=SEED, log=lines.append)
+    assert len(held_out) == 3 and sum(map(len, held_out)) == 26
+    for pair in ({"red_shirt/0.png", "red_shirt/copy_of_0.png"}, {"blue_shoe/1.png", "blue_shoe/bigger_1.png"}):
+        assert [len(pair & fold) for fold in held_out if pair & fold] == [2]
+    assert any(line.startswith("copies: 2 groups of copies (4 images)") for line in lines), lines
 
 
 def _flat_dataset(groups):

@@ -1,7 +1,7 @@
 """Labels that look wrong: each image's given labels against a model that never saw it.
 
 - :func:`find_label_issues`: split the dataset into K folds (iterative stratification, as
-  ``helpers.splits``; a group's images in one fold), train K models with the recipe of
+  ``helpers.splits``; a group's images, and the copies of a picture, in one fold), train K models with the recipe of
   ``helpers train``, each on K-1 folds, and predict the held-out fold: every image gets
   out-of-fold probabilities;
 - :func:`from_model_dir`: the same ranking for the validation and test images of a model
@@ -52,8 +52,10 @@ def find_label_issues(source, layout="auto", folds=5, epochs=15, image_size=64, 
         Seeds the folds and the training; default ``options.seed``.
     options : helpers.app.workflows.TrainOptions, optional
         Batch, task, loss, augmentation, learning rate... (no ``strategy``);
-        ``group_column`` keeps a group's images (copies of one photo) in one fold, by default
-        the ``group`` column when the dataset has one.
+        ``group_column`` keeps a group's images (a patient's, a place's) in one fold, by
+        default the ``group`` column when the dataset has one; the copies of a picture
+        (``helpers.scan.find_copies``) are kept in one fold too, unless
+        ``allow_copies_across_splits``.
     log : callable or None
         Receives progress lines.
 
@@ -73,6 +75,9 @@ def find_label_issues(source, layout="auto", folds=5, epochs=15, image_size=64, 
     dataframe, _, _ = workflows._load_usable(source, layout, target_size, log, **load_options)
     task, loss, vocabulary = workflows._task_and_classes(source, dataframe, options, log)
     group_column = options.group_column or ("group" if "group" in dataframe.columns else None)
+    # A copy of an image in the training folds would let its model remember the picture.
+    dataframe, group_column = workflows._keep_copies_together(
+        dataframe, dataclasses.replace(options, group_column=group_column), log)
     recipe = dict(options=dataclasses.replace(options, group_column=group_column), model=model,
                   epochs=epochs, patience=patience, target_size=target_size, task=task,
                   loss=loss, vocabulary=vocabulary)
