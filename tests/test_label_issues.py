@@ -109,7 +109,8 @@ def test_the_copies_of_a_picture_are_held_out_in_one_fold(tmp_path, monkeypatch)
     held_out = []
 
     def record(dataframe, rows, recipe, y_prob, log):  # instead of training a model per fold
-        held_out.append({"/".join(Path(name).parts[-2:]) for name in dataframe["filename"].iloc[rows]})
+        names = dataframe["filename"].iloc[rows]
+        held_out.append({"/".join(Path(name).parts[-2:]) for name in names})
         y_prob[rows] = 0.5
 
     monkeypatch.setattr(label_issues, "_train_and_score", record)
@@ -118,7 +119,8 @@ def test_the_copies_of_a_picture_are_held_out_in_one_fold(tmp_path, monkeypatch)
         warnings.simplefilter("ignore")  # cleanlab on constant probabilities
         find_label_issues(root, "split-folders", folds=3, seed=SEED, log=lines.append)
     assert len(held_out) == 3 and sum(map(len, held_out)) == 26
-    for pair in ({"red_shirt/0.png", "red_shirt/copy_of_0.png"}, {"blue_shoe/1.png", "blue_shoe/bigger_1.png"}):
+    for pair in ({"red_shirt/0.png", "red_shirt/copy_of_0.png"},
+                 {"blue_shoe/1.png", "blue_shoe/bigger_1.png"}):
         assert [len(pair & fold) for fold in held_out if pair & fold] == [2]
     assert any(line.startswith("copies: 2 groups of copies (4 images)") for line in lines), lines
 

@@ -1,9 +1,9 @@
 """Labels that look wrong: each image's given labels against a model that never saw it.
 
 - :func:`find_label_issues`: split the dataset into K folds (iterative stratification, as
-  ``helpers.splits``; a group's images, and the copies of a picture, in one fold), train K models with the recipe of
-  ``helpers train``, each on K-1 folds, and predict the held-out fold: every image gets
-  out-of-fold probabilities;
+  ``helpers.splits``; a group's images, and the copies of a picture, in one fold), train K
+  models with the recipe of ``helpers train``, each on K-1 folds, and predict the held-out
+  fold: every image gets out-of-fold probabilities;
 - :func:`from_model_dir`: the same ranking for the validation and test images of a model
   folder, from that model's probabilities. Its training images cannot be scored that way: the
   model learnt their labels, right or wrong, and agrees with them.
@@ -74,10 +74,10 @@ def find_label_issues(source, layout="auto", folds=5, epochs=15, image_size=64, 
     log = log or (lambda line: None)
     dataframe, _, _ = workflows._load_usable(source, layout, target_size, log, **load_options)
     task, loss, vocabulary = workflows._task_and_classes(source, dataframe, options, log)
-    group_column = options.group_column or ("group" if "group" in dataframe.columns else None)
+    options = dataclasses.replace(options, group_column=options.group_column or (
+        "group" if "group" in dataframe.columns else None))
     # A copy of an image in the training folds would let its model remember the picture.
-    dataframe, group_column = workflows._keep_copies_together(
-        dataframe, dataclasses.replace(options, group_column=group_column), log)
+    dataframe, group_column = workflows._keep_copies_together(dataframe, options, log)
     recipe = dict(options=dataclasses.replace(options, group_column=group_column), model=model,
                   epochs=epochs, patience=patience, target_size=target_size, task=task,
                   loss=loss, vocabulary=vocabulary)
